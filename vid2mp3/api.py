@@ -1,0 +1,100 @@
+"""HTTP plumbing shared by the Chalice apps: error shaping, JSON responses, correlation ids."""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from aws_lambda_powertools import Logger
+from chalice import Chalice, ChaliceViewError, Response
+
+from vid2mp3 import errors
+from vid2mp3.http import JSON_HEADERS, error_parts
+
+# Request and response bodies of these types travel base64-encoded through API Gateway. The same
+# list is declared as BinaryMediaTypes in infra/template.yaml.
+BINARY_TYPES = ["multipart/form-data", "audio/mpeg", "application/octet-stream"]
+
+F = TypeVar("F", bound=Callable[..., Response])
+
+
+def create_app(name: str, logger: Logger) -> Chalice:
+    app = Chalice(app_name=name)
+    app.api.binary_types = list(BINARY_TYPES)
+    app.log.disabled = True  # Chalice's own logger prints tracebacks; ours logs JSON instead
+    app.register_middleware(_reshape_chalice_errors, "http")
+    app.experimental_feature_flags = set()
+    app.__dict__["vid2mp3_logger"] = logger
+    return app
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(body=json.dumps(body), status_code=status, headers={**JSON_HEADERS, **(headers or {})})
+
+
+def error_response(exc: Exception) -> Response:
+    status, headers, body = error_parts(exc)
+    return Response(body=body, status_code=status, headers=headers)
+
+
+def correlation_id(event: dict[str, Any] | None) -> str:
+    """The caller's X-Correlation-Id when it is sane, else API Gateway's request id, else a new one."""
+    headers = {k.lower(): v for k, v in ((event or {}).get("headers") or {}).items()}
+    given = headers.get("x-correlation-id", "")
+    if re.fullmatch(r"[A-Za-z0-9._:-]{8,128}", given):
+        return str(given)
+    request_id = ((event or {}).get("requestContext") or {}).get("requestId")
+    return str(request_id) if request_id else str(uuid.uuid4())
+
+
+def route(app: Chalice, path: str, **kwargs: Any) -> Callable[[F], F]:
+    """`app.route` whose view maps every error to the one error shape and never leaks internals."""
+    logger: Logger = app.__dict__["vid2mp3_logger"]
+
+    def decorate(view: F) -> F:
+        @functools.wraps(view)
+        def wrapped(*args: Any, **kw: Any) -> Response:
+            request = app.current_request
+            event = request.to_original_event() if request is not None else None
+            logger.set_correlation_id(correlation_id(event))
+            try:
+                return view(*args, **kw)
+            except errors.AppError as exc:
+                logger.info("request refused", extra={"code": exc.code, "path": path})
+                return error_response(exc)
+            except ChaliceViewError as exc:
+                return error_response(_from_chalice(type(exc).__name__, str(exc)))
+            except Exception:
+                logger.exception("unhandled error", extra={"path": path})
+                return error_response(errors.AppError())
+
+        app.route(path, **kwargs)(wrapped)
+        return wrapped  # type: ignore[return-value]
+
+    return decorate
+
+
+def _from_chalice(name: str, message: str) -> errors.AppError:
+    mapping: dict[str, type[errors.AppError]] = {
+        "BadRequestError": errors.InvalidInput,
+        "NotFoundError": errors.NotFound,
+        "UnauthorizedError": errors.Unauthorized,
+    }
+    if name == "BadRequestError" and "json" in message.lower():
+        return errors.InvalidInput("The request body is not valid JSON.", code="invalid_json")
+    return mapping.get(name, errors.AppError)(message or None)
+
+
+def _reshape_chalice_errors(event: Any, get_response: Callable[[Any], Response]) -> Response:
+    """Chalice answers 405/415/400 itself with {"Code", "Message"}; give them our error shape."""
+    response = get_response(event)
+    body = response.body
+    if response.status_code >= 400 and isinstance(body, dict) and "Code" in body:
+        code = re.sub(r"(?<!^)(?=[A-Z])", "_", str(body["Code"]).removesuffix("Error")).lower()
+        response.body = json.dumps({"error": {"code": code, "message": str(body.get("Message", ""))}})
+        response.headers = {**response.headers, **JSON_HEADERS}
+    return response

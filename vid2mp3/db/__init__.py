@@ -1,0 +1,1 @@
+"""PostgreSQL: connection handling and versioned migrations. Repositories live with their domain."""

@@ -1,0 +1,46 @@
+"""The one place that maps errors to HTTP statuses and shapes error bodies."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from vid2mp3 import errors
+
+STATUS_BY_ERROR: dict[type[errors.AppError], int] = {
+    errors.InvalidInput: 400,
+    errors.Unauthorized: 401,
+    errors.NotFound: 404,
+    errors.Conflict: 409,
+    errors.PayloadTooLarge: 413,
+    errors.UnsupportedMedia: 415,
+    errors.RangeNotSatisfiable: 416,
+    errors.Unprocessable: 422,
+    errors.TooManyRequests: 429,
+    errors.DependencyUnavailable: 503,
+}
+
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def status_for(exc: errors.AppError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[cls]  # type: ignore[index]
+    return 500
+
+
+def error_body(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+def error_parts(exc: Exception) -> tuple[int, dict[str, str], str]:
+    """(status, headers, JSON body) for any exception; unknown ones become an opaque 500."""
+    if not isinstance(exc, errors.AppError):
+        exc = errors.AppError()
+    headers = dict(JSON_HEADERS)
+    if isinstance(exc, errors.TooManyRequests):
+        headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, errors.RangeNotSatisfiable):
+        headers["Content-Range"] = f"bytes */{exc.size}"
+    return status_for(exc), headers, json.dumps(error_body(exc.code, exc.message))

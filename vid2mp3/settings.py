@@ -1,0 +1,107 @@
+"""One typed, frozen settings object, built from the environment at cold start and validated."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from vid2mp3.errors import ConfigError
+
+MIB = 1024 * 1024
+BITRATES = ("96k", "128k", "192k", "256k", "320k")
+
+
+def _check_url(value: str, schemes: tuple[str, ...], what: str) -> str:
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # raises ValueError on a non-numeric port
+    except ValueError as exc:
+        raise ValueError(f"is not a valid {what} URL ({exc})") from None
+    if parts.scheme not in schemes:
+        raise ValueError(f"must start with {' or '.join(s + '://' for s in schemes)}")
+    if not parts.hostname:
+        raise ValueError(f"has no host in it (expected {schemes[0]}://host[:port]/...)")
+    return value
+
+
+class Settings(BaseSettings):
+    """Configuration of every function and of the local tooling (see README, "Configuration")."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
+
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/vid2mp3"
+    mongodb_uri: str = "mongodb://127.0.0.1:27017/vid2mp3"
+    mongodb_database: str = "vid2mp3"
+    rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: Annotated[int, Field(ge=1, le=65535)] = 1025
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    mail_from: str = "vid2mp3 <no-reply@vid2mp3.local>"
+    jwt_secret: SecretStr | None = None
+    jwt_previous_secret: SecretStr | None = None
+    jwt_ttl_seconds: Annotated[int, Field(ge=60, le=7 * 24 * 3600)] = 3600
+    public_base_url: str = "http://127.0.0.1:4566"
+    max_upload_bytes: Annotated[int, Field(ge=1)] = 200 * MIB
+    max_duration_seconds: Annotated[int, Field(ge=1)] = 3 * 3600
+    ffmpeg_path: str | None = None
+    ffprobe_path: str | None = None
+    aws_endpoint_url: str | None = None
+    log_level: str = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, v: str) -> str:
+        return _check_url(v, ("postgresql", "postgres"), "PostgreSQL")
+
+    @field_validator("mongodb_uri")
+    @classmethod
+    def _mongodb_uri(cls, v: str) -> str:
+        if v.startswith("mongodb+srv://"):
+            return v
+        return _check_url(v, ("mongodb",), "MongoDB")
+
+    @field_validator("rabbitmq_url")
+    @classmethod
+    def _rabbitmq_url(cls, v: str) -> str:
+        return _check_url(v, ("amqp", "amqps"), "AMQP")
+
+    @field_validator("public_base_url", "aws_endpoint_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        return _check_url(v, ("http", "https"), "HTTP").rstrip("/")
+
+    @field_validator("jwt_secret", "jwt_previous_secret")
+    @classmethod
+    def _jwt_secret(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and len(v.get_secret_value().encode()) < 32:
+            raise ValueError("must be at least 32 bytes long")
+        return v
+
+    def jwt_key(self) -> bytes:
+        """The current signing key; a function that signs or verifies tokens cannot start without it."""
+        if self.jwt_secret is None:
+            raise ConfigError("JWT_SECRET", "is not set")
+        return self.jwt_secret.get_secret_value().encode()
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build and validate the settings; a problem becomes one ConfigError naming the variable."""
+    env = dict(os.environ if environ is None else environ)
+    fields = {name.upper() for name in Settings.model_fields}
+    values = {k.lower(): v for k, v in env.items() if k.upper() in fields and v != ""}
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        variable = str(first["loc"][0]).upper() if first["loc"] else "configuration"
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise ConfigError(variable, message) from None
