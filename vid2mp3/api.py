@@ -23,9 +23,10 @@ F = TypeVar("F", bound=Callable[..., Response])
 
 
 def create_app(name: str, logger: Logger) -> Chalice:
-    app = Chalice(app_name=name)
+    # A name distinct from the Powertools service name: Chalice and Powertools would otherwise
+    # share (and configure) the same stdlib logger.
+    app = Chalice(app_name=f"{name}-http")
     app.api.binary_types = list(BINARY_TYPES)
-    app.log.disabled = True  # Chalice's own logger prints tracebacks; ours logs JSON instead
     app.register_middleware(_reshape_chalice_errors, "http")
     app.experimental_feature_flags = set()
     app.__dict__["vid2mp3_logger"] = logger
@@ -68,6 +69,9 @@ def route(app: Chalice, path: str, **kwargs: Any) -> Callable[[F], F]:
                 return error_response(exc)
             except ChaliceViewError as exc:
                 return error_response(_from_chalice(type(exc).__name__, str(exc)))
+            except errors.ConfigError as exc:
+                logger.error(f"configuration error: {exc}")  # one line, names the variable
+                return error_response(errors.AppError())
             except Exception:
                 logger.exception("unhandled error", extra={"path": path})
                 return error_response(errors.AppError())

@@ -7,8 +7,7 @@ from collections.abc import Mapping
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from vid2mp3.errors import ConfigError
 
@@ -29,10 +28,10 @@ def _check_url(value: str, schemes: tuple[str, ...], what: str) -> str:
     return value
 
 
-class Settings(BaseSettings):
+class Settings(BaseModel):
     """Configuration of every function and of the local tooling (see README, "Configuration")."""
 
-    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     database_url: str = "postgresql://postgres@127.0.0.1:5432/vid2mp3"
     mongodb_uri: str = "mongodb://127.0.0.1:27017/vid2mp3"

@@ -1,0 +1,117 @@
+"""Build the function and layer artifacts from the repository, and the template that points at them.
+
+The built artifact, not the developer's venv, is what runs: each function directory holds its own
+entry points plus the shared `vid2mp3` package; third-party packages live in the dependencies layer,
+installed for Lambda's platform (manylinux x86_64, CPython 3.11) from pyproject.toml's dependencies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from infra.template_model import TEMPLATE, functions, load_template
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON_VERSION = "3.11"
+PLATFORM = "manylinux2014_x86_64"
+_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache", ".ruff_cache")
+
+
+def runtime_requirements() -> list[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    return list(project["dependencies"])
+
+
+def build_dependencies_layer(out: Path, cache: Path) -> Path:
+    """pip-install the runtime dependencies into `<out>/python` (skipped when unchanged)."""
+    requirements = runtime_requirements()
+    key = hashlib.sha256(json.dumps([requirements, PLATFORM, PYTHON_VERSION]).encode()).hexdigest()
+    marker = out / ".build-key"
+    if marker.exists() and marker.read_text() == key:
+        return out
+    print("building the dependencies layer (pip, manylinux x86_64, CPython 3.11) ...", flush=True)
+    shutil.rmtree(out, ignore_errors=True)
+    target = out / "python"
+    target.mkdir(parents=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-qq", "--disable-pip-version-check", "--no-warn-conflicts",
+         "--target", str(target), "--platform", PLATFORM, "--implementation", "cp",
+         "--python-version", PYTHON_VERSION, "--only-binary=:all:", "--cache-dir", str(cache / "pip"),
+         *requirements],
+        check=True,
+    )
+    for pycache in target.rglob("__pycache__"):
+        shutil.rmtree(pycache, ignore_errors=True)
+    marker.write_text(key)
+    return out
+
+
+def build_ffmpeg_layer(out: Path) -> Path:
+    script = ROOT / "layers" / "ffmpeg" / "build.py"
+    subprocess.run([sys.executable, str(script), "--out", str(out)], check=True)
+    return out
+
+
+def build_function(source: Path, out: Path) -> Path:
+    """The function's own files plus the shared package, nothing else."""
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(source, out, ignore=_IGNORE)
+    shutil.copytree(ROOT / "vid2mp3", out / "vid2mp3", ignore=_IGNORE)
+    return out
+
+
+def _local_path(uri: Any) -> Path | None:
+    if isinstance(uri, str) and not uri.startswith("s3://"):
+        return (TEMPLATE.parent / uri).resolve()
+    return None
+
+
+def build(state_dir: Path, *, template_path: Path = TEMPLATE) -> Path:
+    """Build every artifact the template names; returns the path of the built template."""
+    out = state_dir / "build"
+    template = load_template(template_path)
+    resources: dict[str, Any] = template["Resources"]
+    for logical_id, resource in resources.items():
+        props = resource.get("Properties") or {}
+        if resource["Type"] == "AWS::Serverless::LayerVersion":
+            source = _local_path(props.get("ContentUri"))
+            if source is None:
+                continue
+            if source.name == "dependencies":
+                built = build_dependencies_layer(out / "layers" / "dependencies", state_dir / "cache")
+            elif source.name == "ffmpeg":
+                built = build_ffmpeg_layer(out / "layers" / "ffmpeg")
+            else:
+                raise ValueError(f"{logical_id}: no build rule for layer {source.name}")
+            props["ContentUri"] = str(built)
+            (resource.get("Metadata") or {}).pop("BuildMethod", None)
+        elif logical_id in functions(template):
+            source = _local_path(props.get("CodeUri"))
+            if source is not None:
+                props["CodeUri"] = str(build_function(source, out / "functions" / source.name))
+    built_template = out / "template.yaml"
+    built_template.write_text(yaml.safe_dump(template, sort_keys=False), encoding="utf-8")
+    return built_template
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Build the functions, layers and template into .vid2mp3/build")
+    parser.add_argument("--state-dir", type=Path, default=ROOT / ".vid2mp3")
+    args = parser.parse_args(argv)
+    print(f"built: {build(args.state_dir)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

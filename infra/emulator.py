@@ -1,0 +1,87 @@
+"""The local AWS emulator (MiniStack) in its own virtualenv, on loopback."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from infra import procs
+
+REQUIREMENTS = Path(__file__).resolve().parent / "emulator-requirements.txt"
+# Only what the template needs; fewer services start faster and open no extra ports.
+SERVICES = "lambda,apigateway,cloudformation,s3,iam,sts,logs,secretsmanager,events"
+REGION = "us-east-1"
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": REGION}
+
+
+def ensure_venv(state_dir: Path) -> Path:
+    """Create or refresh .vid2mp3/emulator/venv when emulator-requirements.txt changed."""
+    venv = state_dir / "emulator" / "venv"
+    marker = venv / ".requirements-sha256"
+    wanted = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
+    if marker.exists() and marker.read_text() == wanted and (venv / "bin" / "ministack").exists():
+        return venv
+    print("setting up the emulator (MiniStack) in .vid2mp3/emulator/venv ...", flush=True)
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+    subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-qq", "--disable-pip-version-check",
+         "-r", str(REQUIREMENTS)],
+        check=True,
+    )
+    marker.write_text(wanted)
+    return venv
+
+
+class Emulator:
+    """MiniStack on 127.0.0.1:`port`; its Lambda workers run as its child processes."""
+
+    def __init__(self, state_dir: Path, port: int) -> None:
+        self.state_dir = state_dir
+        self.port = port
+        self.endpoint = f"http://127.0.0.1:{port}"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60) -> None:
+        if procs.port_open(self.port):
+            raise RuntimeError(
+                f"port {self.port} is already in use; stop what runs there or set EMULATOR_PORT to a free port"
+            )
+        venv = ensure_venv(self.state_dir)
+        tmp = self.state_dir / "emulator" / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        # A clean environment: Lambda workers inherit it, and must see only what the template sets.
+        env = {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "HOME": os.environ.get("HOME", "/tmp"),
+            "LANG": "C.UTF-8",
+            "TMPDIR": str(tmp),
+            "GATEWAY_PORT": str(self.port),
+            "BIND_HOST": "127.0.0.1",
+            "SERVICES": SERVICES,
+            "IOT_MTLS_ENABLED": "0",
+            "LOG_LEVEL": "WARNING",
+            "MINISTACK_REGION": REGION,
+            **CREDENTIALS,
+        }
+        self._proc = procs.spawn([str(venv / "bin" / "ministack")], log=self.state_dir / "logs" / "emulator.log",
+                                 env=env)
+        procs.wait_until(self.healthy, timeout, "the emulator")
+
+    def healthy(self) -> bool:
+        if self._proc is not None and self._proc.poll() is not None:
+            raise RuntimeError(f"the emulator exited (see {self.state_dir / 'logs' / 'emulator.log'})")
+        try:
+            with urllib.request.urlopen(f"{self.endpoint}/_ministack/health", timeout=2) as resp:  # noqa: S310
+                return bool(resp.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            procs.stop_group(self._proc)
+            self._proc = None

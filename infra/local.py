@@ -1,0 +1,183 @@
+"""The local run: services, emulator, build, deploy, bridge; one object the run command and the
+e2e tests share. `python -m infra run` is `make run`."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from infra import build as builder
+from infra import deploy as deployer
+from infra.emulator import CREDENTIALS, REGION, Emulator
+from infra.services import LocalServices, ResolvedServices, ServiceError
+
+ROOT = Path(__file__).resolve().parent.parent
+STATE_DIR = ROOT / ".vid2mp3"
+DEFAULT_PORT = 4566
+
+# Settings passed through to the functions when set in the environment (template parameter names).
+_PASSTHROUGH = {
+    "SMTP_USERNAME": "SmtpUsername",
+    "SMTP_PASSWORD": "SmtpPassword",
+    "SMTP_STARTTLS": "SmtpStarttls",
+    "MAIL_FROM": "MailFrom",
+    "JWT_PREVIOUS_SECRET": "JwtPreviousSecret",
+    "JWT_TTL_SECONDS": "JwtTtlSeconds",
+    "MAX_UPLOAD_BYTES": "MaxUploadBytes",
+}
+
+
+def jwt_secret(state_dir: Path, environ: Mapping[str, str]) -> str:
+    """JWT_SECRET when set (checked: at least 32 bytes), else one generated into .vid2mp3/jwt-secret."""
+    given = environ.get("JWT_SECRET", "")
+    if given:
+        if len(given.encode()) < 32:
+            raise ServiceError("JWT_SECRET: must be at least 32 bytes long")
+        return given
+    path = state_dir / "jwt-secret"
+    if not path.exists():
+        state_dir.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+class LocalRun:
+    """Everything `make run` starts, in order, and stops in reverse order."""
+
+    def __init__(self, state_dir: Path = STATE_DIR, environ: Mapping[str, str] | None = None,
+                 port: int | None = None, stack_name: str = deployer.STACK_NAME) -> None:
+        self.state_dir = state_dir
+        self.environ = dict(os.environ if environ is None else environ)
+        self.port = port or int(self.environ.get("EMULATOR_PORT", DEFAULT_PORT))
+        self.stack_name = stack_name
+        self.services = LocalServices(state_dir, self.environ)
+        self.emulator = Emulator(state_dir, self.port)
+        self.bridge: Any = None
+        self.resolved: ResolvedServices | None = None
+        self.api_url = ""
+        self.parameters: dict[str, str] = {}
+
+    def start(self, say: Any = print) -> str:
+        started = time.monotonic()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        secret = jwt_secret(self.state_dir, self.environ)
+        self.resolved = self.services.start()
+        for line in self.resolved.lines:
+            say(f"  {line}")
+        from vid2mp3.db.migrate import apply_migrations
+
+        applied = apply_migrations(self.resolved.database_url)
+        say(f"  migrations: {', '.join(applied) if applied else 'up to date'}")
+        self.emulator.start()
+        say(f"  emulator: MiniStack {self.emulator.endpoint} (logs in .vid2mp3/logs/emulator.log)")
+        self.parameters = {
+            "DatabaseUrl": self.resolved.database_url,
+            "MongodbUri": self.resolved.mongodb_uri,
+            "RabbitmqUrl": self.resolved.rabbitmq_url,
+            "SmtpHost": self.resolved.smtp_host,
+            "SmtpPort": str(self.resolved.smtp_port),
+            "JwtSecret": secret,
+            **{param: self.environ[var] for var, param in _PASSTHROUGH.items() if self.environ.get(var)},
+        }
+        self.api_url = self.deploy(say)
+        self.start_bridge(say)
+        self._write_runtime()
+        say(f"  ready in {time.monotonic() - started:.0f} s")
+        return self.api_url
+
+    def deploy(self, say: Any = print) -> str:
+        """Build and deploy; a code change needs only this (`make deploy`), not a restart."""
+        t0 = time.monotonic()
+        built = builder.build(self.state_dir)
+        cache = self.state_dir / "build" / "zips"
+        public = self.environ.get("PUBLIC_BASE_URL") or self.parameters.get("PublicBaseUrl", "")
+        params = {**self.parameters, "PublicBaseUrl": public}
+        outputs = deployer.deploy(built, params, endpoint=self.emulator.endpoint, stack_name=self.stack_name,
+                                  region=REGION, cache=cache)
+        url = deployer.stage_url(self.emulator.endpoint, outputs)
+        if not public:  # links in emails point at the stage URL, known once the API exists
+            params["PublicBaseUrl"] = url
+            deployer.deploy(built, params, endpoint=self.emulator.endpoint, stack_name=self.stack_name,
+                            region=REGION, cache=cache)
+        self.parameters = params
+        say(f"  deployed stack {self.stack_name} in {time.monotonic() - t0:.1f} s")
+        return url
+
+    def start_bridge(self, say: Any = print) -> None:
+        from infra.bridge import Bridge, mappings_for_stack
+
+        assert self.resolved is not None
+        lam = boto3.client("lambda", endpoint_url=self.emulator.endpoint, region_name=REGION,
+                           aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                           aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+        cfn = boto3.client("cloudformation", endpoint_url=self.emulator.endpoint, region_name=REGION,
+                           aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                           aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+        mappings = mappings_for_stack(cfn, self.stack_name)
+        self.bridge = Bridge(self.resolved.rabbitmq_url, lam, mappings)
+        self.bridge.start()
+        described = ", ".join(f"{m.source.function} <- {m.source.queue}" for m in mappings) or "none"
+        say(f"  bridge: {described}")
+
+    def _write_runtime(self) -> None:
+        path = self.state_dir / "runtime.json"
+        path.touch(mode=0o600)
+        path.write_text(json.dumps({"endpoint": self.emulator.endpoint, "stack": self.stack_name,
+                                    "api_url": self.api_url, "pid": os.getpid(),
+                                    "parameters": self.parameters}, indent=2))
+        (self.state_dir / "api-url").write_text(self.api_url + "\n")
+
+    def stop(self) -> None:
+        if self.bridge is not None:
+            self.bridge.stop()
+            self.bridge = None
+        self.emulator.stop()
+        self.services.stop()
+        (self.state_dir / "runtime.json").unlink(missing_ok=True)
+
+
+def run(environ: Mapping[str, str] | None = None) -> int:
+    """`make run`: start everything, print the API URL, and stop it all on Ctrl-C."""
+    os.environ.update(CREDENTIALS)
+    stop = threading.Event()
+    starting = True
+
+    def on_signal(*_: object) -> None:
+        stop.set()
+        if starting:  # interrupt a start in progress; `finally` stops what already runs
+            raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    local = LocalRun(environ=environ)
+    print("vid2mp3: starting the local stack", flush=True)
+    try:
+        if stop.is_set():
+            return 130
+        api = local.start(say=lambda line: print(line, flush=True))
+        starting = False
+        print(f"API: {api}", flush=True)
+        print("Press Ctrl-C to stop.", flush=True)
+        stop.wait()
+        print("\nstopping ...", flush=True)
+        return 0
+    except KeyboardInterrupt:
+        print("\ninterrupted; stopping ...", flush=True)
+        return 130
+    except ServiceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        local.stop()
+        print("stopped.", flush=True)

@@ -1,0 +1,1 @@
+"""Media tooling: locating and driving ffmpeg / ffprobe for the convert function."""
