@@ -1,0 +1,40 @@
+"""The built artifact, not the developer's venv, is what runs: each handler imports from it alone."""
+
+from infra.template_model import functions, load_template
+from tests.conftest import run_isolated
+
+
+def test_each_handler_imports_from_the_built_artifact_alone(built_artifacts):
+    layer = built_artifacts / "layers" / "dependencies" / "python"
+    template = load_template()
+    checked = []
+    for logical_id, resource in functions(template).items():
+        props = resource["Properties"]
+        code_dir = built_artifacts / "functions" / props["CodeUri"].rstrip("/").rsplit("/", 1)[-1]
+        module, _, attr = props["Handler"].rpartition(".")
+        result = run_isolated(
+            f"import {module}\nassert callable(getattr({module}, {attr!r})), 'handler not callable'\n"
+            "import vid2mp3\nassert vid2mp3.__file__.startswith(sys.path[0]), vid2mp3.__file__\n"
+            "print('ok')",
+            [code_dir, layer],
+        )
+        assert result.returncode == 0 and result.stdout.strip() == "ok", f"{logical_id}: {result.stderr[-2000:]}"
+        checked.append(logical_id)
+    assert "UploadFunction" in checked
+
+
+def test_the_artifact_holds_no_tests_and_no_developer_files(built_artifacts):
+    for fn in (built_artifacts / "functions").iterdir():
+        names = {p.name for p in fn.rglob("*")}
+        assert "__pycache__" not in names
+        assert not any(n.startswith("test_") for n in names), fn
+        assert (fn / "vid2mp3" / "settings.py").exists()
+
+
+def test_dependencies_layer_is_built_for_lambda(built_artifacts):
+    layer = built_artifacts / "layers" / "dependencies" / "python"
+    compiled = [p.name for p in layer.rglob("*.so")]
+    assert compiled, "expected compiled wheels (psycopg-binary, argon2, pydantic-core)"
+    assert all("x86_64" in n or "cpython-311" in n or n.endswith(".so") for n in compiled)
+    result = run_isolated("import psycopg, pymongo, pika, jwt, chalice, pydantic; print('ok')", [layer])
+    assert result.stdout.strip() == "ok", result.stderr[-2000:]

@@ -1,0 +1,84 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from infra.template_model import functions, load_template, mq_event_sources
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_sam_validate_lint_passes():
+    sam = Path(sys.executable).parent / "sam"
+    env = {**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": "us-east-1"}
+    result = subprocess.run(
+        [str(sam), "validate", "--lint", "--template", str(ROOT / "infra" / "template.yaml"), "--region", "us-east-1"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "is a valid SAM Template" in result.stdout + result.stderr
+
+
+def test_every_function_points_at_an_existing_handler():
+    template = load_template()
+    for logical_id, resource in functions(template).items():
+        props = resource["Properties"]
+        code = (ROOT / "infra" / props["CodeUri"]).resolve()
+        module, _, attr = props["Handler"].rpartition(".")
+        source = code / f"{module}.py"
+        assert source.exists(), f"{logical_id}: {source} missing"
+        assert attr in source.read_text(), f"{logical_id}: {attr} not defined in {source.name}"
+
+
+def test_binary_media_types_are_written_with_a_literal_slash():
+    from vid2mp3.api import BINARY_TYPES
+
+    api = load_template()["Resources"]["Api"]["Properties"]
+    assert api["BinaryMediaTypes"] == BINARY_TYPES
+    assert all("~1" not in t for t in api["BinaryMediaTypes"])
+
+
+def test_public_routes_are_exactly_health_register_login():
+    template = load_template()
+    public = set()
+    for resource in functions(template).values():
+        for event in (resource["Properties"].get("Events") or {}).values():
+            if event["Type"] == "Api" and (event["Properties"].get("Auth") or {}).get("Authorizer") == "NONE":
+                public.add((event["Properties"]["Method"].upper(), event["Properties"]["Path"]))
+    assert public == {("GET", "/health"), ("POST", "/auth/register"), ("POST", "/auth/login")}
+
+
+def test_mq_event_sources_read_queue_batch_window_and_concurrency(tmp_path):
+    t = tmp_path / "t.yaml"
+    t.write_text(
+        """
+Parameters:
+  N: {Type: Number, Default: 3}
+Resources:
+  Fn:
+    Type: AWS::Serverless::Function
+    Metadata: {Bridge: {MaxConcurrency: !Ref N}}
+    Properties:
+      Events:
+        Q:
+          Type: MQ
+          Properties:
+            Broker: arn:x
+            Queues: [q1]
+            BatchSize: 7
+            MaximumBatchingWindowInSeconds: 2
+            SourceAccessConfigurations: [{Type: VIRTUAL_HOST, URI: /v}]
+  Other:
+    Type: AWS::Serverless::Function
+    Properties:
+      Events:
+        Q:
+          Type: MQ
+          Properties: {Broker: arn:x, Queues: [q2]}
+"""
+    )
+    sources = {s.queue: s for s in mq_event_sources(load_template(t))}
+    assert (sources["q1"].batch_size, sources["q1"].batching_window_s, sources["q1"].virtual_host) == (7, 2.0, "/v")
+    assert sources["q1"].concurrency == 3
+    assert sources["q2"].concurrency == 1 and sources["q2"].virtual_host == "/"
+    assert mq_event_sources(load_template(t), {"N": 5})[0].concurrency == 5
