@@ -73,7 +73,7 @@ class LocalRun:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         secret = jwt_secret(self.state_dir, self.environ)
         self.resolved = self.services.start()
-        for line in self.resolved.lines:
+        for line in self.resolved.origins:
             say(f"  {line}")
         from vid2mp3.db.migrate import apply_migrations
 
@@ -158,7 +158,7 @@ def run(environ: Mapping[str, str] | None = None) -> int:
         if starting:  # interrupt a start in progress; `finally` stops what already runs
             raise KeyboardInterrupt
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)
     local = LocalRun(environ=environ)
     print("vid2mp3: starting the local stack", flush=True)
