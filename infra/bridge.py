@@ -9,7 +9,7 @@ with the `aws:rmq` event AWS sends. What it copies from AWS, and how:
 - Batching: a consumer collects up to `batch_size` messages, or what arrived within the batching window
   after the first message of the batch, then invokes synchronously (RequestResponse).
 - Concurrency: one consumer (one in-flight invocation) per mapping unless the mapping says otherwise;
-  each consumer has its own connection and channel, with prefetch = batch size.
+  each consumer has its own connection (to the mapping's virtual host) and channel, prefetch = batch size.
 - Settling: the batch is acked (multiple=True up to its last delivery tag) only after the invocation
   returned without a `FunctionError`; on a function error it is nacked with requeue, so the broker
   redelivers it. The broker counts deliveries: work queues are quorum queues with `x-delivery-limit`
@@ -121,7 +121,8 @@ def aws_timestamp(value: datetime | int | float | None) -> str | None:
         when = when.astimezone(UTC)
     hour = when.hour % 12 or 12
     half = "AM" if when.hour < 12 else "PM"
-    return f"{_MONTHS[when.month - 1]} {when.day}, {when.year}, {hour}:{when.minute:02d}:{when.second:02d} {half}"
+    month = _MONTHS[when.month - 1]
+    return f"{month} {when.day}, {when.year}, {hour}:{when.minute:02d}:{when.second:02d} {half}"
 
 
 def _java_bytes(data: bytes) -> list[int]:
@@ -131,7 +132,7 @@ def _java_bytes(data: bytes) -> list[int]:
 
 
 def _header_value(value: Any) -> Any:
-    """A header value the way AWS encodes it: strings and byte arrays as {"bytes": [...]}, numbers as numbers."""
+    """A header value as AWS encodes it: strings and byte arrays as {"bytes": [...]}, numbers as numbers."""
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, str):
@@ -188,7 +189,7 @@ def queue_key(queue: str, virtual_host: str) -> str:
 def build_rmq_event(
     event_source_arn: str, queue: str, virtual_host: str, messages: Sequence[Message]
 ) -> dict[str, Any]:
-    """The `aws:rmq` event AWS sends for a batch of messages from one queue (every key present, null when unset)."""
+    """The `aws:rmq` event AWS sends for a batch from one queue (every key present, null when unset)."""
     return {
         "eventSource": EVENT_SOURCE,
         "eventSourceArn": event_source_arn,
@@ -275,7 +276,7 @@ class _Invocation:
     def _run(self, client: Any, function: str, event: dict[str, Any]) -> None:
         try:
             self.result = _invoke(client, function, event)
-        except Exception as exc:  # noqa: BLE001 - an unexpected invoke failure is a failed delivery
+        except Exception as exc:  # an unexpected invoke failure is a failed delivery
             self.result = _Result("invoke_error", 0, f"{type(exc).__name__}: {exc}")
         finally:
             self._done.set()
@@ -342,24 +343,27 @@ class _Consumer:
     def _run(self) -> None:
         backoff = 1.0
         while not self._bridge.stopping.is_set():
-            connected = False
+            connected_at: float | None = None
             try:
-                connection = pika.BlockingConnection(self._bridge.connection_parameters(self._name))
+                connection = pika.BlockingConnection(
+                    self._bridge.connection_parameters(self._name, self._mapping.source.virtual_host)
+                )
             except (pika.exceptions.AMQPError, OSError) as exc:
                 self._log(logging.WARNING, "connect_failed", error=_describe(exc), retry_in_s=backoff)
             else:
-                connected = True
+                connected_at = time.monotonic()
                 try:
                     self._serve(connection)
                 except (pika.exceptions.AMQPError, OSError, _ConnectionLost) as exc:
                     if not self._bridge.stopping.is_set():
-                        self._log(logging.WARNING, "connection_lost", error=_describe(exc), retry_in_s=1.0)
-                except Exception as exc:  # noqa: BLE001 - keep the consumer alive; say what happened
-                    self._log(logging.ERROR, "consumer_error", error=_describe(exc), retry_in_s=1.0)
+                        self._log(logging.WARNING, "connection_lost", error=_describe(exc),
+                                  retry_in_s=backoff)
+                except Exception as exc:  # keep the consumer alive; say what happened
+                    self._log(logging.ERROR, "consumer_error", error=_describe(exc), retry_in_s=backoff)
                 finally:
                     _close_quietly(connection)
-            if connected:
-                backoff = 1.0
+            if connected_at is not None and time.monotonic() - connected_at > MAX_BACKOFF_S:
+                backoff = 1.0  # a session that lasted starts over; one that failed at once backs off
             if self._bridge.stopping.wait(backoff):
                 break
             backoff = min(backoff * 2, MAX_BACKOFF_S)
@@ -410,7 +414,8 @@ class _Consumer:
                 connection.process_data_events(time_limit=self._wait_time(session, time.monotonic()))
         finally:
             current = self._current
-            if current is not None and current.session == session.id and not current.done():
+            if (current is not None and current.session == session.id and not current.done()
+                    and not self._bridge.stopping.is_set()):
                 self._log(logging.WARNING, "invocation_orphaned", batch_size=len(current.batch),
                           reason="connection closed mid-invocation; it will not be acked")
 
@@ -441,7 +446,9 @@ class _Consumer:
         else:
             return
         event = build_rmq_event(self._mapping.event_source_arn, src.queue, src.virtual_host, batch)
-        self._current = _Invocation(session.id, batch, self._bridge.lambda_client, self._mapping.function, event)
+        self._current = _Invocation(
+            session.id, batch, self._bridge.invoke_client, self._mapping.function, event
+        )
 
     def _settle(self, channel: Any, session: _Session, invocation: _Invocation) -> None:
         result = invocation.result or _Result("invoke_error", 0, "no result")
@@ -494,7 +501,7 @@ def _close_quietly(connection: Any) -> None:
     try:
         if connection.is_open:
             connection.close()
-    except Exception:  # noqa: BLE001, S110 - the connection is going away either way
+    except Exception:  # noqa: S110 - the connection is going away either way
         pass
 
 
@@ -521,6 +528,7 @@ def lambda_client(endpoint_url: str | None, *, read_timeout_s: float, region: st
         region_name=region or creds.get("AWS_DEFAULT_REGION", REGION),
         aws_access_key_id=creds.get("AWS_ACCESS_KEY_ID"),
         aws_secret_access_key=creds.get("AWS_SECRET_ACCESS_KEY"),
+        aws_session_token=creds.get("AWS_SESSION_TOKEN"),
         config=Config(read_timeout=read_timeout_s, connect_timeout=5,
                       retries={"total_max_attempts": 1}, max_pool_connections=32),
     )
@@ -539,69 +547,94 @@ class Bridge:
         logger: logging.Logger | None = None,
         grace_s: float = 5.0,
     ) -> None:
+        scheme = urllib.parse.urlsplit(rabbitmq_url).scheme
         try:
+            if scheme not in ("amqp", "amqps"):
+                raise ValueError(f"the scheme is {scheme or 'missing'}, not amqp or amqps")
             pika.URLParameters(rabbitmq_url)
         except Exception as exc:
-            raise BridgeError(f"RABBITMQ_URL is not a valid AMQP URL: {exc}") from exc
+            raise BridgeError(f"the RabbitMQ URL is not valid: {exc}") from exc
         self.rabbitmq_url = rabbitmq_url
         self.lambda_client = lambda_client
         self.mappings = list(mappings)
         self.delivery_limit = delivery_limit
         self.logger = logger or logging.getLogger(LOGGER_NAME)
         self.grace_s = grace_s
+        self.invoke_client: Any = lambda_client
         self.stopping = threading.Event()
         self._consumers: list[_Consumer] = []
 
-    def connection_parameters(self, name: str) -> pika.URLParameters:
+    def connection_parameters(self, name: str, virtual_host: str) -> pika.URLParameters:
+        """The URL's host, credentials and options, on the mapping's virtual host (as AWS connects)."""
         params = pika.URLParameters(self.rabbitmq_url)
+        params.virtual_host = virtual_host
         params.connection_attempts = 1  # the consumer loop does the retrying, with backoff
         params.client_properties = {"connection_name": f"vid2mp3-bridge {name}"}
         return params
 
-    def _check_functions(self) -> None:
-        """Every function exists, and the client's read timeout outlasts each function's timeout."""
-        config = self.lambda_client.meta.config
-        read_timeout = float(config.read_timeout or 0)
-        retries = config.retries or {}
-        attempts = retries.get("total_max_attempts", (retries.get("max_attempts", 4) or 0) + 1)
-        if attempts > 1:
-            raise BridgeError("the Lambda client retries invokes (a retry would run the function twice); "
-                              "build it with infra.bridge.lambda_client(...)")
+    def _longest_timeout(self) -> float:
+        """The longest timeout of the mapped functions (each must exist)."""
+        longest = 0.0
         for mapping in self.mappings:
             try:
                 conf = self.lambda_client.get_function_configuration(FunctionName=mapping.function)
             except (ClientError, BotoCoreError) as exc:
-                raise BridgeError(f"cannot read function {mapping.function!r}: {exc}") from exc
-            timeout = float(conf.get("Timeout", 3))
-            if read_timeout <= timeout:
-                raise BridgeError(
-                    f"the Lambda client's read timeout ({read_timeout:g} s) does not outlast the timeout of "
-                    f"{mapping.function!r} ({timeout:g} s); build it with infra.bridge.lambda_client(...)"
-                )
+                raise BridgeError(f"cannot read function {mapping.function!r}: {_describe(exc)}") from exc
+            longest = max(longest, float(conf.get("Timeout", 3)))
+        return longest
+
+    def _fit_client(self, longest_timeout: float) -> Any:
+        """The client to invoke with: the given one if its read timeout outlasts every function's
+        timeout and it does not retry, else a copy configured so (same endpoint and credentials)."""
+        config = self.lambda_client.meta.config
+        retries = config.retries or {}
+        attempts = retries.get("total_max_attempts", (retries.get("max_attempts", 4) or 0) + 1)
+        if float(config.read_timeout or 0) > longest_timeout and attempts <= 1:
+            return self.lambda_client
+        try:  # botocore has no public accessor for a client's credentials
+            creds = self.lambda_client._request_signer._credentials.get_frozen_credentials()
+        except AttributeError as exc:
+            raise BridgeError(
+                "the Lambda client retries invokes or times out before the function does; "
+                "build it with infra.bridge.lambda_client(...)"
+            ) from exc
+        meta = self.lambda_client.meta
+        return lambda_client(
+            meta.endpoint_url,
+            read_timeout_s=longest_timeout + READ_TIMEOUT_MARGIN_S,
+            region=meta.region_name,
+            credentials={"AWS_ACCESS_KEY_ID": creds.access_key, "AWS_SECRET_ACCESS_KEY": creds.secret_key,
+                         **({"AWS_SESSION_TOKEN": creds.token} if creds.token else {})},
+        )
 
     def _declare(self) -> None:
-        try:
-            connection = pika.BlockingConnection(self.connection_parameters("setup"))
-        except (pika.exceptions.AMQPError, OSError) as exc:
-            raise BridgeError(
-                f"cannot connect to RabbitMQ at {redact_url(self.rabbitmq_url)}: {_describe(exc)}"
-            ) from exc
-        try:
-            channel = connection.channel()
-            for mapping in self.mappings:
-                try:
-                    topology.declare(channel, mapping.source.queue, self.delivery_limit)
-                except pika.exceptions.AMQPChannelError as exc:
-                    raise BridgeError(
-                        f"cannot declare queue {mapping.source.queue!r}: {_describe(exc)}"
-                    ) from exc
-        finally:
-            _close_quietly(connection)
+        """Declare every mapped queue (and its dead-letter queue) up front; idempotent."""
+        for vhost in sorted({m.source.virtual_host for m in self.mappings}):
+            try:
+                connection = pika.BlockingConnection(self.connection_parameters("setup", vhost))
+            except (pika.exceptions.AMQPError, OSError) as exc:
+                raise BridgeError(
+                    f"cannot connect to RabbitMQ at {redact_url(self.rabbitmq_url)} (vhost {vhost!r}): "
+                    f"{_describe(exc)}"
+                ) from exc
+            try:
+                channel = connection.channel()
+                for mapping in self.mappings:
+                    if mapping.source.virtual_host != vhost:
+                        continue
+                    try:
+                        topology.declare(channel, mapping.source.queue, self.delivery_limit)
+                    except pika.exceptions.AMQPChannelError as exc:
+                        raise BridgeError(
+                            f"cannot declare queue {mapping.source.queue!r}: {_describe(exc)}"
+                        ) from exc
+            finally:
+                _close_quietly(connection)
 
     def start(self) -> None:
         if self._consumers:
             raise RuntimeError("the bridge is already started")
-        self._check_functions()
+        self.invoke_client = self._fit_client(self._longest_timeout())
         self._declare()
         self.stopping.clear()
         for mapping in self.mappings:
@@ -659,28 +692,15 @@ class JsonLineFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
-def mappings_from_stack(endpoint: str, stack: str, template_path: Path) -> tuple[list[Mapping], float]:
-    """The template's MQ events, each with its function's physical name in `stack` and the broker ARN.
-
-    Returns the mappings and the longest timeout of their functions.
-    """
-    import boto3
-
-    from infra.emulator import CREDENTIALS, REGION
-
-    session = boto3.session.Session(
-        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        region_name=REGION,
-    )
-    cfn = session.client("cloudformation", endpoint_url=endpoint)
-    lam = session.client("lambda", endpoint_url=endpoint)
+def mappings_for_stack(cfn: Any, stack: str, template_path: Path = template_model.TEMPLATE) -> list[Mapping]:
+    """The template's MQ events, each with its function's physical name in `stack` (a CloudFormation
+    client's view) and the broker ARN: the stack's `MQBrokerArn` parameter, else the template default."""
     template = template_model.load_template(template_path)
     try:
         stacks = cfn.describe_stacks(StackName=stack)["Stacks"]
         resources = cfn.describe_stack_resources(StackName=stack)["StackResources"]
     except (ClientError, BotoCoreError) as exc:
-        raise BridgeError(f"cannot read stack {stack!r} at {endpoint}: {exc}") from exc
+        raise BridgeError(f"cannot read stack {stack!r}: {_describe(exc)}") from exc
     parameters = {
         p["ParameterKey"]: p["ParameterValue"]
         for p in (stacks[0].get("Parameters") or [])
@@ -691,19 +711,14 @@ def mappings_from_stack(endpoint: str, stack: str, template_path: Path) -> tuple
     )
     if not broker_arn:
         raise BridgeError(f"no broker ARN: stack {stack!r} has no {BROKER_ARN_PARAMETER} parameter")
-    physical = {r["LogicalResourceId"]: r.get("PhysicalResourceId", "") for r in resources}
+    physical = {r["LogicalResourceId"]: r.get("PhysicalResourceId") for r in resources}
     mappings: list[Mapping] = []
-    longest = 3.0
     for source in template_model.mq_event_sources(template, parameters):
         name = physical.get(source.function)
         if not name:
             raise BridgeError(f"stack {stack!r} has no deployed function {source.function!r}")
-        try:
-            longest = max(longest, float(lam.get_function_configuration(FunctionName=name).get("Timeout", 3)))
-        except (ClientError, BotoCoreError) as exc:
-            raise BridgeError(f"cannot read function {name!r}: {exc}") from exc
-        mappings.append(Mapping(source=source, function=name, event_source_arn=str(broker_arn)))
-    return mappings, longest
+        mappings.append(Mapping(source=source, function=str(name), event_source_arn=str(broker_arn)))
+    return mappings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -733,10 +748,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        mappings, longest = mappings_from_stack(args.endpoint, args.stack, args.template)
+        import boto3
+
+        from infra.emulator import CREDENTIALS, REGION
+
+        cfn = boto3.client(
+            "cloudformation", endpoint_url=args.endpoint, region_name=REGION,
+            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        )
+        mappings = mappings_for_stack(cfn, args.stack, args.template)
         if not mappings:
             _log(logger, logging.WARNING, "no_mappings", template=str(args.template))
-        client = lambda_client(args.endpoint, read_timeout_s=longest + READ_TIMEOUT_MARGIN_S)
+        # The read timeout is raised past the functions' timeouts by Bridge.start().
+        client = lambda_client(args.endpoint, read_timeout_s=READ_TIMEOUT_MARGIN_S)
         bridge = Bridge(args.rabbitmq_url, client, mappings, delivery_limit=args.delivery_limit,
                         logger=logger, grace_s=args.grace)
         bridge.start()

@@ -57,7 +57,7 @@ class Emulator:
         # A clean environment: Lambda workers inherit it, and must see only what the template sets.
         env = {
             "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "HOME": os.environ.get("HOME", "/tmp"),
+            "HOME": os.environ.get("HOME", str(tmp)),
             "LANG": "C.UTF-8",
             "TMPDIR": str(tmp),
             "GATEWAY_PORT": str(self.port),

@@ -19,6 +19,7 @@ import boto3
 from infra import build as builder
 from infra import deploy as deployer
 from infra.emulator import CREDENTIALS, REGION, Emulator
+from infra.bridge import BridgeError
 from infra.services import LocalServices, ResolvedServices, ServiceError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,7 +43,7 @@ def jwt_secret(state_dir: Path, environ: Mapping[str, str]) -> str:
     given = environ.get("JWT_SECRET", "")
     if given:
         if len(given.encode()) < 32:
-            raise ServiceError("JWT_SECRET: must be at least 32 bytes long")
+            raise ServiceError("JWT_SECRET", "must be at least 32 bytes long")
         return given
     path = state_dir / "jwt-secret"
     if not path.exists():
@@ -115,12 +116,11 @@ class LocalRun:
         return url
 
     def start_bridge(self, say: Any = print) -> None:
-        from infra.bridge import Bridge, mappings_for_stack
+        from infra.bridge import Bridge, lambda_client, mappings_for_stack
 
         assert self.resolved is not None
-        lam = boto3.client("lambda", endpoint_url=self.emulator.endpoint, region_name=REGION,
-                           aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                           aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+        # Read timeout above the longest function timeout (15 min); no client-side retries.
+        lam = lambda_client(self.emulator.endpoint, read_timeout_s=960, region=REGION, credentials=CREDENTIALS)
         cfn = boto3.client("cloudformation", endpoint_url=self.emulator.endpoint, region_name=REGION,
                            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
                            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
@@ -175,7 +175,7 @@ def run(environ: Mapping[str, str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted; stopping ...", flush=True)
         return 130
-    except ServiceError as exc:
+    except (ServiceError, BridgeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:

@@ -41,10 +41,8 @@ def stop_group(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
         _kill_group(proc.pid, signal.SIGKILL)  # children may outlive their leader
         return
     _kill_group(proc.pid, signal.SIGTERM)
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        pass
     _kill_group(proc.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=5)

@@ -93,9 +93,11 @@ def mq_event_sources(template: dict[str, Any], parameters: dict[str, Any] | None
                         event=event_id,
                         queue=str(_resolve(queue, params)),
                         virtual_host=vhost,
-                        # AWS defaults for Amazon MQ: batch size 100, no batching window.
+                        # AWS defaults for Amazon MQ: batch size 100, batching window 500 ms.
                         batch_size=int(_resolve(props.get("BatchSize", 100), params)),
-                        batching_window_s=float(_resolve(props.get("MaximumBatchingWindowInSeconds", 0), params)),
+                        batching_window_s=float(
+                            _resolve(props.get("MaximumBatchingWindowInSeconds", 0.5), params)
+                        ),
                         concurrency=max(1, concurrency),
                     )
                 )

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger
-from chalice import Chalice, ChaliceViewError, Response
+from chalice.app import Chalice, ChaliceViewError, Response
 
 from vid2mp3 import errors
 from vid2mp3.http import JSON_HEADERS, error_parts
@@ -34,12 +34,13 @@ def create_app(name: str, logger: Logger) -> Chalice:
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(body=json.dumps(body), status_code=status, headers={**JSON_HEADERS, **(headers or {})})
+    merged: dict[str, str | list[str]] = {**JSON_HEADERS, **(headers or {})}
+    return Response(body=json.dumps(body), status_code=status, headers=merged)
 
 
 def error_response(exc: Exception) -> Response:
     status, headers, body = error_parts(exc)
-    return Response(body=body, status_code=status, headers=headers)
+    return Response(body=body, status_code=status, headers=dict(headers))
 
 
 def correlation_id(event: dict[str, Any] | None) -> str:

@@ -26,7 +26,7 @@ JSON_HEADERS = {"Content-Type": "application/json"}
 def status_for(exc: errors.AppError) -> int:
     for cls in type(exc).__mro__:
         if cls in STATUS_BY_ERROR:
-            return STATUS_BY_ERROR[cls]  # type: ignore[index]
+            return STATUS_BY_ERROR[cls]
     return 500
 
 

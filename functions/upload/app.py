@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chalice import Response
+from chalice.app import Response
 
 from vid2mp3.api import create_app, json_response, route
 from vid2mp3.bootstrap import Deps, bootstrap

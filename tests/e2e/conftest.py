@@ -34,7 +34,7 @@ def _running_stack() -> Stack | None:
         return None
     data = json.loads(runtime.read_text())
     try:
-        with urllib.request.urlopen(data["api_url"] + "/health", timeout=10) as resp:  # noqa: S310
+        with urllib.request.urlopen(data["api_url"] + "/health", timeout=10) as resp:
             if resp.status != 200:
                 return None
     except (urllib.error.URLError, OSError):

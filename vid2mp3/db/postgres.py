@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import psycopg
 from psycopg.rows import dict_row
@@ -50,8 +50,6 @@ class Postgres:
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:
-                try:
+                with suppress(psycopg.Error):
                     self._conn.close()
-                except psycopg.Error:
-                    pass
             self._conn = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Mapping
 from typing import Any, BinaryIO
 
@@ -51,10 +52,9 @@ class GridFSStore:
         return StoredObject(object_id, filename, stream.length, dict(metadata))
 
     def _delete_chunks(self, bucket: str, object_id: str) -> None:
-        try:
+        # When the store is down this fails too; the chunks stay as orphans for a sweep to remove.
+        with contextlib.suppress(pymongo.errors.PyMongoError):
             self._db[f"{bucket}.chunks"].delete_many({"files_id": object_id})
-        except pymongo.errors.PyMongoError:
-            pass  # the store is down; the orphan sweep of a later run removes them
 
     def stat(self, bucket: str, object_id: str) -> StoredObject | None:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Mapping
@@ -77,7 +78,5 @@ class RabbitMQPublisher:
     def close(self) -> None:
         conn, self._conn, self._channel = self._conn, None, None
         if conn is not None and conn.is_open:
-            try:
+            with contextlib.suppress(pika.exceptions.AMQPError, OSError):
                 conn.close()
-            except _CONNECT_ERRORS:
-                pass
