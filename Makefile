@@ -25,7 +25,6 @@ build: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "installing dependencies into $(VENV) ..."
-	@$(PY) -m pip install -qq --disable-pip-version-check --upgrade pip
 	@$(PY) -m pip install -qq --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 

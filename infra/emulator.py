@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 from infra import procs
+from infra.services import ServiceError
 
 REQUIREMENTS = Path(__file__).resolve().parent / "emulator-requirements.txt"
 # Only what the template needs; fewer services start faster and open no extra ports.
@@ -48,8 +49,8 @@ class Emulator:
 
     def start(self, timeout: float = 60) -> None:
         if procs.port_open(self.port):
-            raise RuntimeError(
-                f"port {self.port} is already in use; stop what runs there or set EMULATOR_PORT to a free port"
+            raise ServiceError(
+                "EMULATOR_PORT", f"port {self.port} is already in use; stop what runs there or choose a free port"
             )
         venv = ensure_venv(self.state_dir)
         tmp = self.state_dir / "emulator" / "tmp"
@@ -74,7 +75,7 @@ class Emulator:
 
     def healthy(self) -> bool:
         if self._proc is not None and self._proc.poll() is not None:
-            raise RuntimeError(f"the emulator exited (see {self.state_dir / 'logs' / 'emulator.log'})")
+            raise ServiceError("emulator", "MiniStack exited during start (see .vid2mp3/logs/emulator.log)")
         try:
             with urllib.request.urlopen(f"{self.endpoint}/_ministack/health", timeout=2) as resp:  # noqa: S310
                 return bool(resp.status == 200)

@@ -18,8 +18,8 @@ import boto3
 
 from infra import build as builder
 from infra import deploy as deployer
-from infra.emulator import CREDENTIALS, REGION, Emulator
 from infra.bridge import BridgeError
+from infra.emulator import CREDENTIALS, REGION, Emulator
 from infra.services import LocalServices, ResolvedServices, ServiceError
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,5 +8,5 @@ One module per concern, each port beside its adapters (PostgreSQL and an in-memo
 - `users`: the UserRepository port and its adapters
 - `throttle`: brute-force login throttling per account and per source IP, and its stores
 - `service`: register / login / me, taking every dependency as a parameter
-- `policy`: the IAM policy an API Gateway TOKEN authorizer returns
+- `policy`: the TOKEN authorizer's decision: Bearer parsing, IAM policy, context (no database)
 """

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 
 from vid2mp3.errors import InvalidInput
 
@@ -24,7 +25,7 @@ EMAIL_MAX = 254  # RFC 5321's limit for a forward path, less the angle brackets
 @dataclass(frozen=True)
 class Credentials:
     email: str  # normalised
-    password: str = Field(repr=False)  # type: ignore[assignment]
+    password: str = field(repr=False)
 
 
 def normalise_email(raw: str) -> str:
@@ -80,7 +81,7 @@ class _Login(BaseModel):
         return email
 
 
-def _describe(error: Any) -> str:
+def _describe(error: ErrorDetails) -> str:
     kind, ctx = error["type"], error.get("ctx") or {}
     if kind == "missing":
         return "is required"
@@ -102,9 +103,9 @@ def _parse(model: type[_Registration] | type[_Login], body: dict[str, Any]) -> C
     except ValidationError as exc:
         problems: dict[str, str] = {}
         for error in exc.errors(include_input=False, include_url=False):
-            field = ".".join(str(part) for part in error["loc"]) or "body"
-            problems.setdefault(field, _describe(error))
-        message = "; ".join(f"{field}: {problem}" for field, problem in problems.items())
+            name = ".".join(str(part) for part in error["loc"]) or "body"
+            problems.setdefault(name, _describe(error))
+        message = "; ".join(f"{name}: {problem}" for name, problem in problems.items())
         raise InvalidInput(f"{message}.", code="invalid_input") from None
     return Credentials(email=parsed.email, password=parsed.password)
 

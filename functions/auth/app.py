@@ -1,0 +1,81 @@
+"""Auth function: POST /auth/register, POST /auth/login, GET /auth/me. A thin adapter over vid2mp3.auth.
+
+The TOKEN authorizer that guards the other routes lives beside it, in authorizer.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalice.app import Request, Response
+
+from vid2mp3.api import create_app, json_response, route
+from vid2mp3.auth import service
+from vid2mp3.auth.validation import json_object
+from vid2mp3.bootstrap import AuthDeps, bootstrap_auth
+from vid2mp3.log import get_logger
+
+logger = get_logger("auth")
+app = create_app("auth", logger)
+_deps: AuthDeps | None = None
+
+# A token response must not be stored by any cache (RFC 6749, section 5.1).
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def deps() -> AuthDeps:
+    """Bootstrapped on the first request of a cold start, then reused."""
+    global _deps
+    if _deps is None:
+        _deps = bootstrap_auth()
+    return _deps
+
+
+def _request() -> Request:
+    request = app.current_request
+    if request is None:  # only outside a request, which a route never is
+        raise RuntimeError("no current request")
+    return request
+
+
+def _body() -> dict[str, Any]:
+    # Parsed here rather than with Chalice's json_body, so that an empty body or one sent without a
+    # Content-Type gets the same 400 `invalid_json` as malformed JSON.
+    return json_object(_request().raw_body)
+
+
+def _source_ip() -> str | None:
+    identity = (_request().context or {}).get("identity") or {}
+    source_ip = identity.get("sourceIp")
+    return source_ip if isinstance(source_ip, str) and source_ip else None
+
+
+@route(app, "/auth/register", methods=["POST"], content_types=["application/json"])
+def register() -> Response:
+    d = deps()
+    user = service.register(_body(), users=d.users, hasher=d.hasher)
+    logger.info("user registered", extra={"user_id": str(user.id)})
+    return json_response({"id": str(user.id), "email": user.email}, 201)
+
+
+@route(app, "/auth/login", methods=["POST"], content_types=["application/json"])
+def login() -> Response:
+    d = deps()
+    result = service.login(
+        _body(),
+        source_ip=_source_ip(),
+        now=d.clock(),
+        users=d.users,
+        hasher=d.hasher,
+        throttle=d.throttle,
+        tokens=d.tokens,
+    )
+    logger.info("logged in", extra={"user_id": str(result.user.id), "hash_upgraded": result.rehashed})
+    body = {"access_token": result.token.token, "token_type": "Bearer", "expires_in": result.token.expires_in}
+    return json_response(body, 200, headers=NO_STORE)
+
+
+@route(app, "/auth/me", methods=["GET"])
+def me() -> Response:
+    identity = service.identity_from_authorizer((_request().context or {}).get("authorizer"))
+    return json_response({"id": identity.user_id, "email": identity.email})
