@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import subprocess
@@ -23,6 +24,13 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AW
 def ensure_venv(state_dir: Path) -> Path:
     """Create or refresh .vid2mp3/emulator/venv when emulator-requirements.txt changed."""
     venv = state_dir / "emulator" / "venv"
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    with open(venv.parent / ".venv.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a test run and `make run` may start at the same moment
+        return _ensure_venv_locked(venv)
+
+
+def _ensure_venv_locked(venv: Path) -> Path:
     marker = venv / ".requirements-sha256"
     wanted = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
     if marker.exists() and marker.read_text() == wanted and (venv / "bin" / "ministack").exists():
