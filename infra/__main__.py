@@ -12,7 +12,7 @@ from infra.local import STATE_DIR
 def _redeploy() -> int:
     """Rebuild and update the stack of a running `make run`, without restarting anything."""
     from infra import build, deploy
-    from infra.emulator import CREDENTIALS, REGION
+    from infra.aws import CREDENTIALS, REGION
 
     runtime_file = STATE_DIR / "runtime.json"
     if not runtime_file.exists():

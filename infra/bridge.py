@@ -519,7 +519,7 @@ def lambda_client(endpoint_url: str | None, *, read_timeout_s: float, region: st
     import boto3
     from botocore.config import Config
 
-    from infra.emulator import CREDENTIALS, REGION
+    from infra.aws import CREDENTIALS, REGION
 
     creds = CREDENTIALS if credentials is None else credentials
     return boto3.client(
@@ -750,7 +750,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         import boto3
 
-        from infra.emulator import CREDENTIALS, REGION
+        from infra.aws import CREDENTIALS, REGION
 
         cfn = boto3.client(
             "cloudformation", endpoint_url=args.endpoint, region_name=REGION,

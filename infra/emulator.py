@@ -12,13 +12,12 @@ import urllib.request
 from pathlib import Path
 
 from infra import procs
+from infra.aws import CREDENTIALS, REGION
 from infra.services import ServiceError
 
 REQUIREMENTS = Path(__file__).resolve().parent / "emulator-requirements.txt"
 # Only what the template needs; fewer services start faster and open no extra ports.
 SERVICES = "lambda,apigateway,cloudformation,s3,iam,sts,logs,secretsmanager,events"
-REGION = "us-east-1"
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": REGION}
 
 
 def ensure_venv(state_dir: Path) -> Path:

@@ -18,8 +18,9 @@ import boto3
 
 from infra import build as builder
 from infra import deploy as deployer
+from infra.aws import CREDENTIALS, REGION
 from infra.bridge import BridgeError
-from infra.emulator import CREDENTIALS, REGION, Emulator
+from infra.emulator import Emulator
 from infra.services import LocalServices, ResolvedServices, ServiceError
 
 ROOT = Path(__file__).resolve().parent.parent
