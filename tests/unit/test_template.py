@@ -34,7 +34,7 @@ def test_binary_media_types_are_written_with_a_literal_slash():
     from vid2mp3.api import BINARY_TYPES
 
     api = load_template()["Resources"]["Api"]["Properties"]
-    assert api["BinaryMediaTypes"] == BINARY_TYPES
+    assert api["BinaryMediaTypes"] == [*BINARY_TYPES, "*/*"]
     assert all("~1" not in t for t in api["BinaryMediaTypes"])
 
 

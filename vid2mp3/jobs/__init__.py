@@ -89,7 +89,24 @@ class JobRepository(Protocol):
         """True when this call made the job failed (False: already finished, or gone)."""
 
     def delete(self, job_id: str, owner_id: str) -> Job | None:
-        """Remove the owner's job; returns what was removed."""
+        """Remove the owner's job row (deleted or not); returns what was removed."""
+
+    # --- added with the PostgreSQL adapter (issue 4) -----------------------------------------------
+
+    def claim_unpublished(self, older_than_s: float, limit: int = 100) -> list[Job]:
+        """Like `unpublished`, but claims the jobs: each one returned is not returned again (to this or
+        a concurrent caller) for another `older_than_s` seconds. The re-drive publishes what it claims.
+        """
+
+    def mark_deleted(self, job_id: str, owner_id: str) -> Job | None:
+        """First step of DELETE: hide the owner's job from every read and refuse every transition from
+        now on (start_conversion -> None, mark_done/mark_failed -> False). Returns the job also when it
+        was already marked (a retried DELETE finishes the clean-up); None when there is no such job.
+        """
+
+    def deleting(self, older_than_s: float, limit: int = 100) -> list[Job]:
+        """Jobs marked deleted more than `older_than_s` ago whose row is still there (an interrupted
+        DELETE); the re-drive removes their objects and then the row."""
 
 
 def conversion_message(job: Job) -> dict[str, Any]:

@@ -19,7 +19,9 @@ call time, never at import time.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 from collections.abc import Iterable, Mapping
 
 OPT_DIR = "/opt"
@@ -59,13 +61,11 @@ def find_binary(
         return _resolve_explicit(name, explicit, path_dirs)
 
     places = [(os.path.join(opt_dir, "bin"), f"{opt_dir}/bin (layers on AWS and LocalStack)")]
-    places += [
-        (os.path.join(layer, "bin"), f"{os.path.join(layer, 'bin')} (from {LAYERS_DIRS_ENV})")
-        for layer in _split(env.get(LAYERS_DIRS_ENV, ""))
-    ]
+    layer_bins = [os.path.join(layer, "bin") for layer in _split(env.get(LAYERS_DIRS_ENV, ""))]
+    places += [(directory, f"{directory} (from {LAYERS_DIRS_ENV})") for directory in layer_bins]
     places += [(directory, f"{directory} (from PATH)") for directory in path_dirs]
     for directory, _ in places:
-        found = _executable_in(directory, name)
+        found = _executable_in(directory, name, repair_mode=directory in layer_bins)
         if found is not None:
             return found
     looked = "; ".join(dict.fromkeys(label for _, label in places))
@@ -102,8 +102,14 @@ def _split(value: str) -> list[str]:
     return [part for part in value.split(os.pathsep) if part]
 
 
-def _executable_in(directory: str, name: str) -> str | None:
+def _executable_in(directory: str, name: str, *, repair_mode: bool = False) -> str | None:
     candidate = os.path.join(directory, name)
+    if repair_mode and os.path.isfile(candidate) and not os.access(candidate, os.X_OK):
+        # MiniStack quirk (1.5.33): its warm workers extract layers with ZipFile.extractall, which
+        # drops the executable bit that the layer zip carries (AWS keeps it). These directories are
+        # the worker's own private copies, so restoring the bit there is safe.
+        with contextlib.suppress(OSError):
+            os.chmod(candidate, os.stat(candidate).st_mode | stat.S_IXUSR)
     return os.path.abspath(candidate) if _is_executable_file(candidate) else None
 
 

@@ -1,0 +1,279 @@
+"""Probe a media file with ffprobe and decide whether the service accepts it.
+
+Read from a seekable file, never a pipe: an MP4 with its index (moov) at the end cannot be probed
+through a pipe, and ffprobe would still report a duration for it (design brief, "Media facts").
+
+Hostile inputs are kept out in three layers:
+
+1. a sniff of the first bytes refuses playlists (``#EXTM3U``) and concat scripts (``ffconcat``)
+   before ffprobe sees them;
+2. ffprobe runs with ``-protocol_whitelist file`` (nothing but the one local file can be opened, no
+   network, no ``concat:``/``subfile:`` tricks) and ``-format_whitelist`` set to the allowed demuxers,
+   so a playlist, an image or an image sequence is refused by libavformat itself, before its demuxer
+   reads anything;
+3. the result is checked: an allowed container, at least one audio stream, a known duration under
+   the cap.
+
+Refusals raise :class:`vid2mp3.errors.UnsupportedMedia` (415: ``not_media``, ``container_not_allowed``)
+or :class:`vid2mp3.errors.Unprocessable` (422: ``no_audio_stream``, ``too_long``, ``unknown_duration``,
+``probe_timeout``) with those stable codes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from vid2mp3.errors import Unprocessable, UnsupportedMedia
+
+__all__ = [
+    "ALLOWED_DEMUXERS",
+    "AudioStream",
+    "MediaInfo",
+    "check_media",
+    "parse_ffprobe",
+    "probe",
+    "run_ffprobe",
+]
+
+# ffprobe's demuxer names (`format_name`), exactly as it reports them. Everything else is refused:
+# notably hls/m3u8 and dash (playlists that open other files), concat (scripts), image2/*_pipe
+# (images and image sequences), lavfi, tty/txt, subtitles.
+ALLOWED_DEMUXERS: frozenset[str] = frozenset({
+    "mov,mp4,m4a,3gp,3g2,mj2",  # MP4, MOV, M4A, 3GP
+    "matroska,webm",
+    "avi",
+    "flv",
+    "mpegts",
+    "mpeg",  # MPEG program stream (VOB, .mpg)
+    "asf",  # WMV, WMA
+    "ogg",
+    "wav",
+    "w64",
+    "aiff",
+    "caf",
+    "mp3",
+    "flac",
+    "aac",  # raw ADTS
+    "ac3",
+    "eac3",
+    "wv",
+    "amr",
+})
+
+_PLAYLIST_MAGIC = (b"#EXTM3U", b"ffconcat", b"#EXT-X-", b"<?xml")  # HLS, concat scripts, DASH/XSPF...
+_BOMS = (b"\xef\xbb\xbf",)
+_DEFAULT_TIMEOUT_S = 30.0
+_MAX_JSON_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class AudioStream:
+    index: int
+    codec: str
+    channels: int | None
+    sample_rate: int | None
+    duration_s: float | None
+    bit_rate: int | None = None
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What the probe found in an accepted file."""
+
+    format_name: str  # ffprobe's demuxer name, one of ALLOWED_DEMUXERS
+    duration_s: float  # the container's duration
+    audio: tuple[AudioStream, ...]  # never empty
+    has_video: bool
+    bit_rate: int | None = None
+
+    @property
+    def audio_stream(self) -> AudioStream:
+        """The stream a conversion uses: the first audio stream (ffmpeg's default choice is similar)."""
+        return self.audio[0]
+
+    @property
+    def audio_duration_s(self) -> float:
+        """The first audio stream's own duration when the container states one, else the container's."""
+        return self.audio[0].duration_s if self.audio[0].duration_s is not None else self.duration_s
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-able digest, kept with the job (Job.extra["media"])."""
+        a = self.audio_stream
+        return {
+            "format": self.format_name,
+            "duration_s": round(self.duration_s, 3),
+            "has_video": self.has_video,
+            "audio_codec": a.codec,
+            "audio_channels": a.channels,
+            "audio_sample_rate": a.sample_rate,
+            "audio_streams": len(self.audio),
+        }
+
+
+def probe(
+    path: str | os.PathLike[str],
+    *,
+    ffprobe: str,
+    max_duration_s: float,
+    timeout_s: float = _DEFAULT_TIMEOUT_S,
+) -> MediaInfo:
+    """Probe the file at `path` and check it; raises UnsupportedMedia / Unprocessable when refused.
+
+    `ffprobe` is the executable (vid2mp3.media.binaries.find_ffprobe); `max_duration_s` is usually
+    ``settings.max_duration_seconds``. A missing ffprobe is a FileNotFoundError (a deployment fault).
+    """
+    _sniff(path)
+    return check_media(run_ffprobe(path, ffprobe=ffprobe, timeout_s=timeout_s), max_duration_s=max_duration_s)
+
+
+def run_ffprobe(
+    path: str | os.PathLike[str], *, ffprobe: str, timeout_s: float = _DEFAULT_TIMEOUT_S
+) -> dict[str, Any]:
+    """ffprobe's JSON (format and streams) for the local file at `path`, read with the restrictions above."""
+    target = "file:" + os.path.abspath(os.fspath(path))  # "file:": never read as another protocol
+    cmd = [
+        ffprobe, "-hide_banner", "-v", "error",
+        "-protocol_whitelist", "file",
+        "-format_whitelist", ",".join(sorted(ALLOWED_DEMUXERS)),
+        "-print_format", "json", "-show_format", "-show_streams",
+        target,
+    ]
+    try:
+        done = subprocess.run(cmd, capture_output=True, timeout=timeout_s, check=False, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise Unprocessable("The file took too long to analyse.", code="probe_timeout") from None
+    stderr = done.stderr.decode("utf-8", "replace")
+    if "not on whitelist" in stderr:
+        raise _container_not_allowed()
+    if done.returncode != 0 or len(done.stdout) > _MAX_JSON_BYTES:
+        raise _not_media()
+    try:
+        data = json.loads(done.stdout or b"{}")
+    except ValueError:
+        raise _not_media() from None
+    if not isinstance(data, dict) or not isinstance(data.get("format"), dict):
+        raise _not_media()
+    return data
+
+
+def check_media(data: Mapping[str, Any], *, max_duration_s: float) -> MediaInfo:
+    """Apply the rules to ffprobe's JSON and return the typed result."""
+    info = parse_ffprobe(data)
+    if info.format_name not in ALLOWED_DEMUXERS:
+        raise _container_not_allowed()
+    if not info.audio:
+        raise Unprocessable("The file has no audio stream to convert.", code="no_audio_stream")
+    if not (info.duration_s > 0):
+        raise Unprocessable("The file's duration cannot be determined.", code="unknown_duration")
+    if info.duration_s > max_duration_s:
+        raise Unprocessable(
+            f"The file is longer than the limit of {_hms(max_duration_s)}.", code="too_long"
+        )
+    return info
+
+
+def parse_ffprobe(data: Mapping[str, Any]) -> MediaInfo:
+    """The typed view of ffprobe's JSON, without judging it. Missing numbers become None / 0."""
+    fmt = data.get("format") or {}
+    if not isinstance(fmt, Mapping):
+        raise _not_media()
+    streams = [s for s in (data.get("streams") or []) if isinstance(s, Mapping)]
+    audio = tuple(
+        AudioStream(
+            index=_int(s.get("index")) or 0,
+            codec=str(s.get("codec_name") or "unknown"),
+            channels=_int(s.get("channels")),
+            sample_rate=_int(s.get("sample_rate")),
+            duration_s=_float(s.get("duration")) or _tag_duration(s.get("tags")),
+            bit_rate=_int(s.get("bit_rate")),
+        )
+        for s in streams
+        if s.get("codec_type") == "audio"
+    )
+    # Cover art is a "video" stream with the attached_pic disposition; it does not make a video.
+    has_video = any(
+        s.get("codec_type") == "video" and not (s.get("disposition") or {}).get("attached_pic")
+        for s in streams
+    )
+    duration = _float(fmt.get("duration"))
+    if duration is None:
+        known = [a.duration_s for a in audio if a.duration_s is not None]
+        duration = max(known) if known else 0.0
+    return MediaInfo(
+        format_name=str(fmt.get("format_name") or ""),
+        duration_s=duration,
+        audio=audio,
+        has_video=has_video,
+        bit_rate=_int(fmt.get("bit_rate")),
+    )
+
+
+def _sniff(path: str | os.PathLike[str]) -> None:
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if not head:
+        raise UnsupportedMedia("The file is empty.", code="not_media")
+    for bom in _BOMS:
+        head = head.removeprefix(bom)
+    if head.lstrip().startswith(_PLAYLIST_MAGIC):
+        raise _container_not_allowed()
+
+
+def _not_media() -> UnsupportedMedia:
+    return UnsupportedMedia("The file is not an audio or video file we can read.", code="not_media")
+
+
+def _container_not_allowed() -> UnsupportedMedia:
+    return UnsupportedMedia(
+        "This kind of file is not accepted (playlists, scripts and images are not); "
+        "upload an audio or video file such as MP4, MOV, MKV, WebM, AVI, MP3, WAV or FLAC.",
+        code="container_not_allowed",
+    )
+
+
+def _float(value: Any) -> float | None:
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) and f >= 0 else None
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+_TAG_DURATION = re.compile(r"^(\d+):(\d{2}):(\d{2}(?:\.\d+)?)$")
+
+
+def _tag_duration(tags: Any) -> float | None:
+    """Matroska keeps a stream's duration in a DURATION tag ("00:01:02.500000000")."""
+    if not isinstance(tags, Mapping):
+        return None
+    for key, value in tags.items():
+        if str(key).upper() == "DURATION":
+            m = _TAG_DURATION.match(str(value).strip())
+            if m:
+                return int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
+    return None
+
+
+def _hms(seconds: float) -> str:
+    s = int(seconds)
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    if h:
+        return f"{h} h {m:02d} min" if m else f"{h} h"
+    if m:
+        return f"{m} min {sec:02d} s" if sec else f"{m} min"
+    return f"{sec} s"
