@@ -61,6 +61,7 @@ from vid2mp3.queue import topology
 
 LOGGER_NAME = "vid2mp3.bridge"
 MAX_BACKOFF_S = 30.0
+ERROR_BACKOFF_S = 0.5  # pause after the 2nd consecutive function error; doubles up to MAX_BACKOFF_S
 # The invoke's read timeout must outlast the longest function timeout, or the bridge would give up
 # (and redeliver) while the function still runs.
 READ_TIMEOUT_MARGIN_S = 30.0
@@ -314,6 +315,10 @@ class _Session:
     retry_at: float | None = None
     retry_batch: list[Message] | None = None
     retry_delay: float = 1.0
+    # After a function error the next invocation waits, doubling per consecutive error: a poison
+    # message or a dependency outage is retried at a bounded rate instead of in a tight loop.
+    error_streak: int = 0
+    pause_until: float | None = None
 
 
 class _Consumer:
@@ -424,6 +429,8 @@ class _Consumer:
             return 0.1
         if session.retry_at is not None:
             return min(max(session.retry_at - now, 0.0), 0.5)
+        if session.pause_until is not None and now < session.pause_until:
+            return min(session.pause_until - now, 0.5)
         if session.pending:
             window = self._mapping.source.batching_window_s
             if len(session.pending) >= self._mapping.source.batch_size:
@@ -433,6 +440,8 @@ class _Consumer:
 
     def _maybe_invoke(self, session: _Session, now: float) -> None:
         src = self._mapping.source
+        if session.pause_until is not None and now < session.pause_until:
+            return
         if session.retry_batch is not None:
             if session.retry_at is not None and now < session.retry_at:
                 return
@@ -460,6 +469,7 @@ class _Consumer:
             channel.basic_ack(delivery_tag=last_tag, multiple=True)
             action = "ack"
             session.retry_delay = 1.0
+            session.error_streak, session.pause_until = 0, None
             level = logging.INFO
         elif result.hold:
             session.retry_batch = batch
@@ -469,8 +479,12 @@ class _Consumer:
             level = logging.WARNING
         else:
             channel.basic_nack(delivery_tag=last_tag, multiple=True, requeue=True)
-            action = "nack (requeued; the broker counts the delivery)"
             session.retry_delay = 1.0
+            streak = session.error_streak
+            pause = min(ERROR_BACKOFF_S * 2 ** (streak - 1), MAX_BACKOFF_S) if streak else 0.0
+            session.error_streak += 1
+            session.pause_until = time.monotonic() + pause if pause else None
+            action = f"nack (requeued; the broker counts the delivery); next invocation in {pause:g} s"
             level = logging.WARNING
         fields: dict[str, Any] = {
             "batch_size": len(batch),

@@ -98,3 +98,29 @@ def test_postgres_ping_and_unreachable(pg_url):
     Postgres(pg_url).ping()
     with pytest.raises(DependencyUnavailable):
         Postgres("postgresql://postgres@127.0.0.1:1/x", connect_timeout=1).ping()
+
+
+def test_a_dead_letter_queue_can_be_consumed_like_a_work_queue(rabbitmq_url):
+    """The bridge declares each mapped queue; a `.dlq` keeps its own arguments (no precondition clash)."""
+    queue = "test_dlq_declare"
+    conn = pika.BlockingConnection(pika.URLParameters(rabbitmq_url))
+    ch = conn.channel()
+    try:
+        topology.declare(ch, queue, delivery_limit=1)
+        topology.declare(ch, topology.dead_letter_queue(queue))
+        ch.confirm_delivery()
+        ch.basic_publish("", queue, b"poison", pika.BasicProperties(delivery_mode=2))
+        for _ in range(2):  # the limit is 1: the second nack dead-letters it
+            method, _, _ = ch.basic_get(queue)
+            assert method is not None
+            ch.basic_nack(method.delivery_tag, requeue=True)
+        for _ in range(50):
+            method, _, body = ch.basic_get(topology.dead_letter_queue(queue), auto_ack=True)
+            if method is not None:
+                break
+            conn.sleep(0.1)
+        assert body == b"poison"
+    finally:
+        ch.queue_delete(queue)
+        ch.queue_delete(topology.dead_letter_queue(queue))
+        conn.close()

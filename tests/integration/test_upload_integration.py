@@ -307,6 +307,42 @@ def test_unconfirmed_publish_is_redriven_exactly_once(env, media):
     assert row is not None and row.published_at is not None
 
 
+def test_a_finished_job_whose_event_was_never_confirmed_is_republished_once(env, media):
+    """Convert marks a job done, then cannot publish conversion_completed: the re-drive publishes it."""
+    from vid2mp3.jobs import Mp3Info
+
+    suffix = uuid.uuid4().hex[:8]
+    env.deps = replace(env.deps, completed_queue=f"test_completed_{suffix}", failed_queue=f"test_failed_{suffix}")
+    conn = pika.BlockingConnection(pika.URLParameters(env.rabbitmq_url))
+    ch = conn.channel()
+    try:
+        for q in (env.deps.completed_queue, env.deps.failed_queue):
+            topology.declare(ch, q)
+        done = env.upload(media["wav"])
+        failed = env.upload(media["wav"])
+        jobs = env.deps.jobs
+        assert jobs.start_conversion(done.id) and jobs.start_conversion(failed.id)
+        assert jobs.mark_done(done.id, Mp3Info(done.id, 1234, 2.0, "192k"))
+        assert jobs.mark_failed(failed.id, "undecodable", "The file could not be decoded.")
+        published = service.redrive(env.deps, older_than_s=0).events
+        assert done.id in published and failed.id in published
+        assert not {done.id, failed.id} & set(service.redrive(env.deps, older_than_s=0).events)
+        method, props, body = ch.basic_get(env.deps.completed_queue, auto_ack=True)
+        assert method is not None and props.correlation_id == done.correlation_id
+        assert json.loads(body) == {"job_id": done.id, "email": env.user.email, "filename": "tone.wav",
+                                    "mp3_size": 1234, "duration_s": 2.0, "bitrate": "192k",
+                                    "correlation_id": done.correlation_id}
+        method, _, body = ch.basic_get(env.deps.failed_queue, auto_ack=True)
+        assert method is not None
+        assert json.loads(body)["error"] == {"code": "undecodable", "message": "The file could not be decoded."}
+        assert ch.basic_get(env.deps.completed_queue)[0] is None  # exactly once
+    finally:
+        for q in (env.deps.completed_queue, env.deps.failed_queue):
+            ch.queue_delete(q)
+            ch.queue_delete(topology.dead_letter_queue(q))
+        conn.close()
+
+
 def test_download_and_delete_on_gridfs(env, media):
     job = env.upload(media["wav"])
     mp3 = os.urandom(700_000)

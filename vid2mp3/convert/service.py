@@ -28,6 +28,7 @@ duplicates take turns; the fixed id makes sequential ones find the MP3 already t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -292,13 +293,18 @@ class Converter:
         for attempt in range(1, PUBLISH_ATTEMPTS + 1):
             try:
                 self.publisher.publish(queue, body, correlation_id=job.correlation_id)
-                return True
             except DependencyUnavailable as exc:
                 if attempt == PUBLISH_ATTEMPTS:
-                    self.logger.error("event not published", extra={"job_id": job.id, "queue": queue,
-                                                                     "error": _describe(exc)})
+                    # The job's event stays unconfirmed in the jobs table: the scheduled re-drive
+                    # publishes it (vid2mp3.jobs.service.redrive).
+                    self.logger.error("event not published; the re-drive will", extra={
+                        "job_id": job.id, "queue": queue, "error": _describe(exc)})
                     return False
                 self.sleep(float(attempt))
+            else:
+                with contextlib.suppress(DependencyUnavailable):  # unmarked: the re-drive sends it again,
+                    self.jobs.mark_event_published(job.id)        # and notify's sent record dedupes it
+                return True
         return False
 
 

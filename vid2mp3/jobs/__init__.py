@@ -98,6 +98,15 @@ class JobRepository(Protocol):
         a concurrent caller) for another `older_than_s` seconds. The re-drive publishes what it claims.
         """
 
+    # --- the outbox of completion/failure events (migration 0004) ----------------------------------
+
+    def mark_event_published(self, job_id: str) -> None:
+        """The broker confirmed the job's conversion_completed/conversion_failed event."""
+
+    def claim_unpublished_events(self, older_than_s: float, limit: int = 100) -> list[Job]:
+        """Finished jobs whose event was not confirmed `older_than_s` after they finished; each one
+        returned is not returned again for another `older_than_s` seconds (the re-drive publishes it)."""
+
     def mark_deleted(self, job_id: str, owner_id: str) -> Job | None:
         """First step of DELETE: hide the owner's job from every read and refuse every transition from
         now on (start_conversion -> None, mark_done/mark_failed -> False). Returns the job also when it

@@ -24,6 +24,9 @@ class _Row:
     publish_attempts: int = 0
     publish_attempted_at: datetime | None = None
     deleted_at: datetime | None = None
+    finished_at: datetime | None = None
+    event_published_at: datetime | None = None
+    event_attempted_at: datetime | None = None
 
 
 @dataclass
@@ -135,6 +138,7 @@ class InMemoryJobRepository:
             now = self.clock()
             row.job = replace(row.job, status="done", progress=100, mp3=mp3, error_code=None,
                               error_message=None, updated_at=now, published_at=row.job.published_at or now)
+            row.finished_at = now
             return True
 
     def mark_failed(self, job_id: str, code: str, message: str) -> bool:
@@ -146,7 +150,31 @@ class InMemoryJobRepository:
             now = self.clock()
             row.job = replace(row.job, status="failed", error_code=code, error_message=message,
                               updated_at=now, published_at=row.job.published_at or now)
+            row.finished_at = now
             return True
+
+    def mark_event_published(self, job_id: str) -> None:
+        with self._lock:
+            self._check()
+            row = self.rows.get(_key(job_id))
+            if row is not None and row.event_published_at is None:
+                row.event_published_at = self.clock()
+
+    def claim_unpublished_events(self, older_than_s: float, limit: int = 100) -> list[Job]:
+        with self._lock:
+            self._check()
+            now = self.clock()
+            cutoff = now - timedelta(seconds=older_than_s)
+            claimed = sorted(
+                (r for r in self.rows.values()
+                 if r.deleted_at is None and r.finished_at is not None and r.finished_at < cutoff
+                 and r.event_published_at is None
+                 and (r.event_attempted_at is None or r.event_attempted_at < cutoff)),
+                key=lambda r: (r.finished_at or now, _key(r.job.id)),
+            )[:limit]
+            for r in claimed:
+                r.event_attempted_at = now
+            return [r.job for r in claimed]
 
     def mark_deleted(self, job_id: str, owner_id: str) -> Job | None:
         with self._lock:

@@ -231,6 +231,27 @@ class PostgresJobRepository:
         )
         return row is not None
 
+    # --- the event outbox ---------------------------------------------------------------------------
+
+    def mark_event_published(self, job_id: str) -> None:
+        jid = parse_uuid(job_id)
+        if jid is None:
+            return
+        self._one("UPDATE jobs SET event_published_at = now() WHERE id = %s AND event_published_at IS NULL "
+                  "RETURNING id", (jid,))
+
+    def claim_unpublished_events(self, older_than_s: float, limit: int = 100) -> list[Job]:
+        rows = self._all(
+            "UPDATE jobs SET event_attempted_at = now() "  # noqa: S608
+            "WHERE id IN (SELECT id FROM jobs WHERE status IN ('done', 'failed') AND event_published_at IS NULL "
+            f"AND {_LIVE} AND finished_at < now() - make_interval(secs => %s) "
+            "AND (event_attempted_at IS NULL OR event_attempted_at < now() - make_interval(secs => %s)) "
+            "ORDER BY finished_at LIMIT %s FOR UPDATE SKIP LOCKED) "
+            f"RETURNING {_COLUMNS}",
+            (float(older_than_s), float(older_than_s), limit),
+        )
+        return sorted((_job(r) for r in rows), key=lambda j: (j.updated_at, j.id))
+
     # --- DELETE ------------------------------------------------------------------------------------
 
     def mark_deleted(self, job_id: str, owner_id: str) -> Job | None:

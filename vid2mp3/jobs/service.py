@@ -33,7 +33,7 @@ from vid2mp3.errors import (
     NotFound,
     PayloadTooLarge,
 )
-from vid2mp3.jobs import Job, JobRepository, conversion_message
+from vid2mp3.jobs import Job, JobRepository, completed_event, conversion_message, failed_event
 from vid2mp3.jobs.disposition import content_disposition
 from vid2mp3.jobs.ranges import parse_range
 from vid2mp3.media.binaries import find_ffprobe
@@ -41,7 +41,7 @@ from vid2mp3.media.probe import MediaInfo, probe
 from vid2mp3.multipart import spooled_upload
 from vid2mp3.objectstore import MP3S_BUCKET, VIDEOS_BUCKET, ObjectStore
 from vid2mp3.queue import Publisher
-from vid2mp3.queue.topology import VIDEO_CONVERSION_QUEUE
+from vid2mp3.queue.topology import CONVERSION_COMPLETED_QUEUE, CONVERSION_FAILED_QUEUE, VIDEO_CONVERSION_QUEUE
 from vid2mp3.settings import BITRATES, Settings
 
 if TYPE_CHECKING:
@@ -125,6 +125,8 @@ class JobsDeps:
     clock: Callable[[], datetime] = _utcnow
     new_id: Callable[[], str] = _new_id
     queue: str = VIDEO_CONVERSION_QUEUE  # where conversion messages go (tests use a private one)
+    completed_queue: str = CONVERSION_COMPLETED_QUEUE  # where the re-drive republishes finished-job events
+    failed_queue: str = CONVERSION_FAILED_QUEUE
 
 
 def jobs_deps(
@@ -403,10 +405,18 @@ class RedriveResult:
     published: list[str] = field(default_factory=list)
     unconfirmed: list[str] = field(default_factory=list)
     purged: list[str] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)
 
     def to_log(self) -> Mapping[str, Any]:
         return {"published": len(self.published), "unconfirmed": len(self.unconfirmed),
-                "purged": len(self.purged)}
+                "purged": len(self.purged), "events": len(self.events)}
+
+
+def _finished_event(d: JobsDeps, job: Job) -> tuple[str, dict[str, Any]]:
+    """The completion or failure event of a finished job, as convert publishes it."""
+    if job.status == "done" and job.mp3 is not None:
+        return d.completed_queue, completed_event(job, job.mp3)
+    return d.failed_queue, failed_event(job, job.error_code or "failed", job.error_message or "")
 
 
 def redrive(
@@ -434,6 +444,17 @@ def redrive(
         result.published.append(job.id)
         d.logger.info("re-drive: conversion message published", extra={"job_id": job.id,
                                                                         "correlation_id": job.correlation_id})
+    for job in d.jobs.claim_unpublished_events(older_than_s, limit):
+        queue, event = _finished_event(d, job)
+        try:
+            d.publisher.publish(queue, event, correlation_id=job.correlation_id)
+        except DependencyUnavailable:
+            result.unconfirmed.append(job.id)
+            d.logger.warning("re-drive: broker did not confirm", extra={"job_id": job.id})
+            break
+        d.jobs.mark_event_published(job.id)
+        result.events.append(job.id)
+        d.logger.info("re-drive: finished-job event published", extra={"job_id": job.id, "queue": queue})
     for job in d.jobs.deleting(tombstone_ttl_s, limit):
         _remove_objects(d.store, job)
         d.jobs.delete(job.id, job.owner_id)

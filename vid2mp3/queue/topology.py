@@ -39,12 +39,22 @@ def dead_letter_queue_arguments() -> dict[str, Any]:
     return {"x-queue-type": "quorum"}
 
 
+def is_dead_letter_queue(queue: str) -> bool:
+    return queue.endswith(".dlq")
+
+
 def declare(channel: Any, queue: str, delivery_limit: int = DEFAULT_DELIVERY_LIMIT) -> None:
     """Declare `queue`, its dead-letter queue and the exchange between them (idempotent).
 
+    `queue` may itself be a dead-letter queue (a consumer of `<work queue>.dlq`): then that queue
+    and its binding are declared with the dead-letter queue's own arguments.
     `channel` is a pika channel; declaring with the same arguments twice is a no-op.
     """
     channel.exchange_declare(exchange=DEAD_LETTER_EXCHANGE, exchange_type="direct", durable=True)
+    if is_dead_letter_queue(queue):
+        channel.queue_declare(queue=queue, durable=True, arguments=dead_letter_queue_arguments())
+        channel.queue_bind(queue=queue, exchange=DEAD_LETTER_EXCHANGE, routing_key=queue)
+        return
     dlq = dead_letter_queue(queue)
     channel.queue_declare(queue=dlq, durable=True, arguments=dead_letter_queue_arguments())
     channel.queue_bind(queue=dlq, exchange=DEAD_LETTER_EXCHANGE, routing_key=dlq)
