@@ -523,6 +523,18 @@ def _close_quietly(connection: Any) -> None:
 # The bridge
 
 
+def configure_logging() -> logging.Logger:
+    """The bridge's logger writing one JSON object per line to stderr (the CLI and the compose entry)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLineFormatter())
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    logging.getLogger("pika").setLevel(logging.CRITICAL)  # connection trouble is logged by the bridge
+    return logger
+
+
 def lambda_client(endpoint_url: str | None, *, read_timeout_s: float, region: str | None = None,
                   credentials: dict[str, str] | None = None) -> Any:
     """A Lambda client fit for the bridge: a read timeout above the function timeout, and no retries.
@@ -746,13 +758,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="seconds an in-flight invocation gets to finish on SIGINT/SIGTERM")
     args = parser.parse_args(argv)
 
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonLineFormatter())
-    logger = logging.getLogger(LOGGER_NAME)
-    logger.handlers[:] = [handler]
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    logging.getLogger("pika").setLevel(logging.CRITICAL)  # connection trouble is logged by the bridge
+    logger = configure_logging()
 
     stop = threading.Event()
 

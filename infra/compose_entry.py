@@ -48,14 +48,14 @@ from infra import build as builder
 from infra import deploy as deployer
 from infra.aws import CREDENTIALS, REGION
 from infra.bridge import (
-    LOGGER_NAME,
     READ_TIMEOUT_MARGIN_S,
     Bridge,
     BridgeError,
-    JsonLineFormatter,
+    configure_logging,
     lambda_client,
     mappings_for_stack,
 )
+from infra.local import PASSTHROUGH
 from vid2mp3.db.migrate import apply_migrations
 from vid2mp3.errors import ConfigError
 from vid2mp3.settings import load_settings
@@ -64,16 +64,6 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STATE_DIR = ROOT / ".vid2mp3"
 DEFAULT_READY_FILE = Path("/tmp/vid2mp3-ready")  # noqa: S108 - inside the app container
 HEALTH_PATHS = ("/_ministack/health", "/_localstack/health")
-# Settings handed to the functions when set (template parameter names); as in infra.local.
-PASSTHROUGH = {
-    "SMTP_USERNAME": "SmtpUsername",
-    "SMTP_PASSWORD": "SmtpPassword",
-    "SMTP_STARTTLS": "SmtpStarttls",
-    "MAIL_FROM": "MailFrom",
-    "JWT_PREVIOUS_SECRET": "JwtPreviousSecret",
-    "JWT_TTL_SECONDS": "JwtTtlSeconds",
-    "MAX_UPLOAD_BYTES": "MaxUploadBytes",
-}
 
 
 class EntryError(Exception):
@@ -200,14 +190,7 @@ def warm_up(endpoint: str, stack: str) -> None:
 
 
 def _bridge_logger() -> logging.Logger:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonLineFormatter())
-    logger = logging.getLogger(LOGGER_NAME)
-    logger.handlers[:] = [handler]
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    logging.getLogger("pika").setLevel(logging.CRITICAL)  # the bridge logs connection trouble itself
-    return logger
+    return configure_logging()
 
 
 def start_bridge(endpoint: str, stack: str, rabbitmq_url: str) -> Bridge:

@@ -28,7 +28,7 @@ STATE_DIR = ROOT / ".vid2mp3"
 DEFAULT_PORT = 4566
 
 # Settings passed through to the functions when set in the environment (template parameter names).
-_PASSTHROUGH = {
+PASSTHROUGH = {
     "SMTP_USERNAME": "SmtpUsername",
     "SMTP_PASSWORD": "SmtpPassword",
     "SMTP_STARTTLS": "SmtpStarttls",
@@ -90,7 +90,7 @@ class LocalRun:
             "SmtpHost": self.resolved.smtp_host,
             "SmtpPort": str(self.resolved.smtp_port),
             "JwtSecret": secret,
-            **{param: self.environ[var] for var, param in _PASSTHROUGH.items() if self.environ.get(var)},
+            **{param: self.environ[var] for var, param in PASSTHROUGH.items() if self.environ.get(var)},
         }
         self.api_url = self.deploy(say)
         self.start_bridge(say)
