@@ -7,70 +7,23 @@ and the body base64-encoded in `data`. The bodies are vid2mp3.jobs.completed_eve
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
-import re
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
-from aws_lambda_powertools.utilities.data_classes.rabbit_mq_event import RabbitMQEvent
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vid2mp3.notify import Completed, Failed, InvalidEvent, Kind, Notification
+from vid2mp3.queue.rmq import EVENT_SOURCE, RmqMessage, rmq_messages, safe_correlation_id
 from vid2mp3.queue.topology import CONVERSION_COMPLETED_QUEUE, CONVERSION_FAILED_QUEUE
 
-EVENT_SOURCE = "aws:rmq"
+__all__ = ["EVENT_SOURCE", "KIND_BY_QUEUE", "IncomingMessage", "parse_notification", "rmq_messages",
+           "safe_correlation_id"]
+
 KIND_BY_QUEUE: dict[str, Kind] = {CONVERSION_COMPLETED_QUEUE: "completed", CONVERSION_FAILED_QUEUE: "failed"}
-_CORRELATION_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
-@dataclass(frozen=True)
-class IncomingMessage:
-    queue: str
-    virtual_host: str
-    body: bytes
-    correlation_id: str | None
-    redelivered: bool
-
-
-def safe_correlation_id(value: object) -> str | None:
-    """The id when it is a sane token (it travels into logs and a mail header), else None."""
-    if isinstance(value, str) and _CORRELATION_ID.fullmatch(value):
-        return value
-    return None
-
-
-def rmq_messages(event: Mapping[str, Any]) -> list[IncomingMessage]:
-    """Every message of the event, queue by queue, in delivery order.
-
-    Raises ValueError when this is not an `aws:rmq` event at all (a wiring mistake, not a bad message).
-    """
-    if event.get("eventSource") != EVENT_SOURCE or not isinstance(event.get("rmqMessagesByQueue"), dict):
-        raise ValueError(f"not an {EVENT_SOURCE} event (eventSource={event.get('eventSource')!r})")
-    parsed = RabbitMQEvent(dict(event))
-    messages: list[IncomingMessage] = []
-    for key, batch in parsed.rmq_messages_by_queue.items():
-        queue, _, vhost = key.rpartition("::")
-        if not queue:  # no "::" in the key
-            queue, vhost = key, "/"
-        for message in batch:
-            raw = message.raw_event
-            try:
-                body = base64.b64decode(str(raw.get("data") or ""), validate=True)
-            except (binascii.Error, ValueError):
-                body = b""  # reported as an invalid message by parse_notification
-            props = raw.get("basicProperties") or {}
-            messages.append(IncomingMessage(
-                queue=queue,
-                virtual_host=vhost,
-                body=body,
-                correlation_id=safe_correlation_id(props.get("correlationId")),
-                redelivered=bool(raw.get("redelivered")),
-            ))
-    return messages
+IncomingMessage = RmqMessage
 
 
 class _Body(BaseModel):
