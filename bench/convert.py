@@ -8,7 +8,9 @@ Generates (once, cached under .vid2mp3/bench/media/) a 1-minute and a 10-minute 
 - bare `ffmpeg -i in -vn -c:a libmp3lame -b:a 192k out.mp3` on the local file: wall and CPU time;
 - the convert function (functions/convert/app.py, in a fresh worker process, as a warm invocation) on the
   same file from GridFS to the committed MP3 (job done, event confirmed): wall and CPU time (its own and
-  its children's: ffmpeg, ffprobe), the ratio to bare ffmpeg, and where the time went;
+  its children's: ffmpeg, ffprobe), the ratio to bare ffmpeg, where the time went, and how ffmpeg was fed
+  (vid2mp3.convert.source: mp4_audio, pipe or spool). Jobs carry the probe summary the upload function
+  records (Job.extra["media"]), made here by the same probe before the measurements;
 - peak RSS of the function process and of its ffmpeg for the 1- and the 10-minute file;
 - the copy path (MP3 audio in an MKV): the function's wall time and its ffmpeg step;
 - two conversions at once (two workers, as the bridge runs with MaxConcurrency 2): aggregate realtime factor.
@@ -237,44 +239,8 @@ def _load_app() -> Any:
     return module
 
 
-def patch_gridfs_adapter() -> None:
-    """--experiment gridfs: what a leaner GridFS adapter would give (NOT the shipped adapter).
-
-    Reads the chunks with one raw cursor in batches of 16 (about 4 MB) instead of GridOut (whose default
-    batches are up to 16 MB and decoded into dicts), and flushes uploads every 16 chunks instead of
-    buffering up to 48 MB (pymongo's _UPLOAD_BUFFER_SIZE).
-    """
-
-    import gridfs.synchronous.grid_file as grid_file
-    from bson.raw_bson import RawBSONDocument
-
-    from vid2mp3.objectstore.gridfs import GridFSStore
-
-    grid_file._UPLOAD_BUFFER_SIZE = 16 * 255 * 1024  # type: ignore[attr-defined]
-
-    def read(self: GridFSStore, bucket: str, object_id: str, start: int = 0, end: int | None = None
-             ) -> Iterator[bytes]:
-        assert start == 0 and end is None, "the experiment only reads whole objects"
-        db = self._db
-        if db[f"{bucket}.files"].find_one({"_id": object_id}, {"_id": 1}) is None:
-            raise KeyError(object_id)
-        chunks = db[f"{bucket}.chunks"].with_options(
-            codec_options=db.codec_options.with_options(document_class=RawBSONDocument))
-
-        def generate() -> Iterator[bytes]:
-            for expected, doc in enumerate(chunks.find({"files_id": object_id}, sort=[("n", 1)], batch_size=16)):
-                if doc["n"] != expected:
-                    raise RuntimeError("missing chunk")
-                yield bytes(doc["data"])
-        return generate()
-
-    GridFSStore.read = read  # type: ignore[method-assign]
-
-
 def worker(config: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
     """Runs in its own process: bootstrap, warm the connections (a warm invocation), invoke, measure."""
-    if config.get("experiment") == "gridfs":
-        patch_gridfs_adapter()
     import vid2mp3.convert.service as service_module
     from vid2mp3.convert.bootstrap import bootstrap_convert
     from vid2mp3.log import get_logger
@@ -307,8 +273,18 @@ def worker(config: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
 
     for name, step in (("run_ffmpeg", "ffmpeg"), ("measure_mp3", "verify")):
         setattr(service_module, name, timed(step, getattr(service_module, name)))
-    for method in ("_spool", "_probe", "_store"):
-        setattr(converter, method, timed(method.strip("_"), getattr(converter, method)))
+    for method, step in (("_choose_input", "inspect"), ("_spool", "spool"), ("_probe", "probe"),
+                         ("_store", "store")):
+        setattr(converter, method, timed(step, getattr(converter, method)))
+    modes: list[str] = []
+    choose = converter._choose_input
+
+    def choose_and_record(job: Any) -> Any:
+        choice = choose(job)
+        modes.append(str(choice.mode))
+        return choice
+
+    converter._choose_input = choose_and_record  # type: ignore[method-assign]
 
     self0, children0 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     started_at, t0 = time.time(), time.perf_counter()
@@ -325,6 +301,8 @@ def worker(config: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
         "cpu_children_s": (children1.ru_utime - children0.ru_utime) + (children1.ru_stime - children0.ru_stime),
         "rss_kib": (vm_hwm_kib() or ("", 0))[1],
         "steps": steps,
+        # the mode chosen, then "spool" too when a streamed conversion fell back to the spool
+        "input": "+".join(modes + (["spool"] if "spool" in steps and modes != ["spool"] else [])),
     }
 
 
@@ -356,7 +334,7 @@ class Bench:
         self.jobs = PostgresJobRepository(self.db)
         self.store = GridFSStore(svc.mongo_uri, svc.database)
         self.videos: dict[Path, str] = {}
-        self.experiment: str | None = None
+        self.summaries: dict[Path, dict[str, Any]] = {}
         self.work_root = BENCH_DIR / "tmp"
         self.work_root.mkdir(parents=True, exist_ok=True)
 
@@ -374,6 +352,14 @@ class Bench:
             self.videos[path] = vid
         return self.videos[path]
 
+    def summary(self, path: Path) -> dict[str, Any]:
+        """What the upload function keeps with the job: its probe of the file (the same probe)."""
+        from vid2mp3.media.probe import probe
+
+        if path not in self.summaries:
+            self.summaries[path] = probe(path, ffprobe=self.ffprobe, max_duration_s=3 * 3600).summary()
+        return self.summaries[path]
+
     def event_for_new_job(self, path: Path) -> tuple[str, dict[str, Any]]:
         import pika
 
@@ -381,10 +367,11 @@ class Bench:
         from vid2mp3.jobs import Job, conversion_message
 
         now = datetime.now(UTC)
+        media = self.summary(path)
         job = Job(id=str(uuid.uuid4()), owner_id=str(uuid.uuid4()), owner_email="bench@example.com",
                   filename=path.name, content_type="video/mp4", size=path.stat().st_size, sha256="0" * 64,
                   video_id=self.video_id(path), bitrate="192k", correlation_id=f"bench-{uuid.uuid4().hex}",
-                  created_at=now, updated_at=now)
+                  created_at=now, updated_at=now, duration_s=media["duration_s"], extra={"media": media})
         self.jobs.create(job)
         props = pika.BasicProperties(content_type="application/json", delivery_mode=2,
                                      headers={"x-delivery-count": 0}, correlation_id=job.correlation_id)
@@ -394,7 +381,7 @@ class Bench:
 
     def config(self) -> dict[str, Any]:
         return {**self.svc.__dict__, "ffmpeg": self.ffmpeg, "ffprobe": self.ffprobe,
-                "work_root": str(self.work_root), "experiment": self.experiment}
+                "work_root": str(self.work_root)}
 
     def start_worker(self, path: Path) -> tuple[str, subprocess.Popen[str], PeakSampler]:
         job_id, event = self.event_for_new_job(path)
@@ -435,6 +422,11 @@ def median_step(runs: list[dict[str, Any]], step: str) -> float:
     return float(statistics.median(r["steps"].get(step, 0.0) for r in runs))
 
 
+def inputs(runs: list[dict[str, Any]]) -> str:
+    """How ffmpeg was fed in these runs (the distinct modes)."""
+    return ", ".join(sorted({str(r.get("input", "?")) for r in runs}))
+
+
 def mib(kib: float) -> float:
     return kib / 1024
 
@@ -447,8 +439,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--skip-concurrency", action="store_true")
-    parser.add_argument("--experiment", choices=["gridfs"],
-                        help="measure with an experimental variant patched into the worker (see the function)")
     parser.add_argument("--worker", nargs=2, metavar=("CONFIG", "EVENT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -457,14 +447,13 @@ def main(argv: list[str] | None = None) -> int:
 
     ffmpeg, ffprobe = binaries()
     files = media(ffmpeg)
-    print(f"cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.2f}, ffmpeg: {ffmpeg}"
-          + (f", EXPERIMENT: {args.experiment}" if args.experiment else ""), flush=True)
+    print(f"cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.2f}, ffmpeg: {ffmpeg}", flush=True)
     with services() as svc:
         bench = Bench(svc, ffmpeg, ffprobe)
         try:
-            bench.experiment = args.experiment
             for path in files.values():
                 bench.video_id(path)  # stored once, outside the measurements
+                bench.summary(path)
             rows: dict[str, dict[str, Any]] = {}
             for label in ("1min", "10min"):
                 path = files[label]
@@ -491,15 +480,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label:<8}{bw:>9.2f}s{bc:>9.2f}s{fw:>9.2f}s{fc:>9.2f}s{fw / bw:>8.2f}{fc / bc:>8.2f}"
               f"{mib(s['rss']):>7.1f}MiB{mib(s['frss']):>9.1f}MiB{mib(median(row['bare'], 'rss_kib')):>7.1f}MiB")
     print()
-    print("where the function's time went (median s):")
+    print("where the function's time went (median s; ffmpeg includes the streamed read of GridFS):")
     for label, row in rows.items():
         parts = ", ".join(f"{step} {median_step(row['func'], step):.2f}"
-                          for step in ("spool", "probe", "ffmpeg", "verify", "store"))
+                          for step in ("inspect", "spool", "probe", "ffmpeg", "verify", "store"))
         cpu_self = median(row["func"], "cpu_self_s")
-        print(f"  {label}: {parts}; function process CPU {cpu_self:.2f} s, children CPU "
+        print(f"  {label} [{inputs(row['func'])}]: {parts}; function process CPU {cpu_self:.2f} s, children CPU "
               f"{median(row['func'], 'cpu_children_s'):.2f} s")
     copy_wall, copy_ff = median(copy_runs, "wall_s"), median_step(copy_runs, "ffmpeg")
-    print(f"\ncopy path, 10-min MKV with MP3 audio: function {copy_wall:.2f} s "
+    print(f"\ncopy path, 10-min MKV with MP3 audio [{inputs(copy_runs)}]: function {copy_wall:.2f} s "
           f"(spool {median_step(copy_runs, 'spool'):.2f}, ffmpeg -c:a copy {copy_ff:.2f}, "
           f"verify {median_step(copy_runs, 'verify'):.2f})")
     if conc:

@@ -57,6 +57,101 @@ def test_gridfs_failed_write_leaves_no_chunks(store):
     assert db["videos.files"].count_documents({"_id": "obj-2"}) == 0
 
 
+CHUNK = 255 * 1024
+
+
+def test_gridfs_failed_write_after_some_batches_leaves_no_chunks(store):
+    """The failure comes after several batches of chunks were inserted: they are all deleted."""
+    with pytest.raises(OSError):
+        store.put("videos", "obj-3", Exploding(os.urandom(40 * CHUNK), 37 * CHUNK + 5), filename="c.mp4",
+                  metadata={})
+    db = store._db
+    assert db["videos.chunks"].count_documents({"files_id": "obj-3"}) == 0
+    assert db["videos.files"].count_documents({"_id": "obj-3"}) == 0
+    # and the id is free again
+    store.put("videos", "obj-3", io.BytesIO(b"again"), filename="c.mp4", metadata={})
+    assert b"".join(store.read("videos", "obj-3")) == b"again"
+    store.delete("videos", "obj-3")
+
+
+def test_gridfs_duplicate_put_leaves_the_existing_object_whole(store):
+    data = os.urandom(3 * CHUNK + 1)
+    store.put("videos", "obj-4", io.BytesIO(data), filename="d.mp4", metadata={"v": 1})
+    for attempt in (b"x", os.urandom(20 * CHUNK)):
+        with pytest.raises(FileExistsError):
+            store.put("videos", "obj-4", io.BytesIO(attempt), filename="other.mp4", metadata={"v": 2})
+    assert b"".join(store.read("videos", "obj-4")) == data
+    meta = store.stat("videos", "obj-4")
+    assert meta is not None and meta.metadata == {"v": 1} and meta.length == len(data)
+    store.delete("videos", "obj-4")
+
+
+def test_gridfs_orphan_chunks_make_a_put_fail_without_deleting_them(store):
+    """Chunks without a files document (a writer killed midway, or one still writing): not ours."""
+    store._db["videos.chunks"].insert_one({"files_id": "obj-5", "n": 0, "data": b"theirs"})
+    with pytest.raises(FileExistsError):
+        store.put("videos", "obj-5", io.BytesIO(b"mine"), filename="e.mp4", metadata={})
+    assert store._db["videos.chunks"].count_documents({"files_id": "obj-5"}) == 1
+    assert store.stat("videos", "obj-5") is None
+    store.delete("videos", "obj-5")
+
+
+@pytest.mark.parametrize("length", [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK, 17 * CHUNK + 123])
+def test_gridfs_ranged_reads(store, length):
+    data = os.urandom(length)
+    store.put("videos", f"len-{length}", io.BytesIO(data), filename="f", metadata={})
+    for start, end in [(0, None), (0, 1), (1, CHUNK), (CHUNK - 1, CHUNK + 1), (CHUNK, 2 * CHUNK),
+                       (2 * CHUNK + 7, 5 * CHUNK - 3), (length, None), (length + 10, length + 20), (5, 5)]:
+        pieces = list(store.read("videos", f"len-{length}", start, end))
+        assert b"".join(pieces) == data[start:end]
+        assert all(0 < len(p) <= CHUNK for p in pieces)
+    assert store.stat("videos", f"len-{length}").length == length
+    store.delete("videos", f"len-{length}")
+
+
+def test_gridfs_layout_is_standard_both_ways(store):
+    """What the adapter writes, GridFSBucket reads, and the other way round."""
+    import gridfs
+
+    bucket = gridfs.GridFSBucket(store._db, bucket_name="videos")
+    data = os.urandom(5 * CHUNK + 99)
+    store.put("videos", "obj-6", io.BytesIO(data), filename="g.mp4", metadata={"k": "v"})
+    out = bucket.open_download_stream("obj-6")
+    assert out.read() == data and out.filename == "g.mp4" and out.metadata == {"k": "v"}
+    bucket.upload_from_stream_with_id("obj-7", "h.mp4", io.BytesIO(data), metadata={"k": "w"})
+    assert b"".join(store.read("videos", "obj-7", 10)) == data[10:]
+    assert store.stat("videos", "obj-7").metadata == {"k": "w"}
+    for object_id in ("obj-6", "obj-7"):
+        store.delete("videos", object_id)
+
+
+def test_gridfs_first_write_creates_the_spec_indexes(store):
+    """Like GridFSBucket: on an empty bucket; the unique (files_id, n) index is what makes a second
+    writer of an id fail instead of interleaving its chunks."""
+    bucket = f"fresh{os.getpid()}"
+    store.put(bucket, "obj-9", io.BytesIO(b"x" * 10), filename="j", metadata={})
+    chunks = {ix["name"]: ix for ix in store._db[f"{bucket}.chunks"].list_indexes()}
+    assert any(dict(ix["key"]) == {"files_id": 1, "n": 1} and ix.get("unique") for ix in chunks.values())
+    files = [dict(ix["key"]) for ix in store._db[f"{bucket}.files"].list_indexes()]
+    assert {"filename": 1, "uploadDate": 1} in files
+    store._db.drop_collection(f"{bucket}.chunks")
+    store._db.drop_collection(f"{bucket}.files")
+
+
+def test_gridfs_missing_chunk_is_an_error_not_a_short_object(store):
+    import gridfs.errors
+
+    store.put("videos", "obj-8", io.BytesIO(os.urandom(4 * CHUNK)), filename="i", metadata={})
+    store._db["videos.chunks"].delete_one({"files_id": "obj-8", "n": 2})
+    with pytest.raises(gridfs.errors.CorruptGridFile):
+        b"".join(store.read("videos", "obj-8"))
+    assert b"".join(store.read("videos", "obj-8", 3 * CHUNK)) != b""  # a range without the hole reads
+    store._db["videos.chunks"].delete_one({"files_id": "obj-8", "n": 3})  # the last one missing too
+    with pytest.raises(gridfs.errors.CorruptGridFile):
+        b"".join(store.read("videos", "obj-8", 3 * CHUNK))
+    store.delete("videos", "obj-8")
+
+
 def test_unreachable_mongodb_is_dependency_unavailable():
     store = GridFSStore("mongodb://127.0.0.1:1/?directConnection=true", "x", timeout_ms=300)
     with pytest.raises(DependencyUnavailable):

@@ -29,13 +29,17 @@ import pymongo
 import pytest
 
 from infra.bridge import Message, build_rmq_event
+from vid2mp3.convert import source as convert_source
 from vid2mp3.convert.lock import PostgresJobLock
 from vid2mp3.convert.service import Converter, mp3_object_id
+from vid2mp3.convert.source import InputMode, choose_input
 from vid2mp3.db.postgres import Postgres
+from vid2mp3.errors import AppError
 from vid2mp3.jobs import Job, conversion_message
 from vid2mp3.jobs.postgres import PostgresJobRepository
 from vid2mp3.log import get_logger
 from vid2mp3.media.binaries import LAYERS_DIRS_ENV, find_ffmpeg, find_ffprobe
+from vid2mp3.media.layout import LayoutError
 from vid2mp3.media.probe import probe
 from vid2mp3.objectstore import MP3S_BUCKET, VIDEOS_BUCKET
 from vid2mp3.objectstore.gridfs import GridFSStore
@@ -83,6 +87,12 @@ def generate_media(directory: Path, ffmpeg: str) -> dict[str, Path]:
         "mp3-audio.mkv": ff("mp3-audio.mkv", *video, *tone, "-t", "3", *h264, "-c:a", "libmp3lame",
                             "-b:a", "128k"),
         "clip.mov": ff("clip.mov", *video, *tone, "-t", "3", *h264, "-c:a", "aac"),
+        # MP3 audio in an MP4 (index at the end): the copy path through the audio-only cut
+        "mp3-audio.mp4": ff("mp3-audio.mp4", *video, *tone, "-t", "3", *h264, "-c:a", "libmp3lame", "-b:a", "128k"),
+        # two audio tracks of different lengths: the first (3 s) is the one converted, never the second
+        "two-audio.mp4": ff("two-audio.mp4", *video, *tone, "-f", "lavfi", "-i", "sine=frequency=880:duration=2",
+                            "-map", "0:v", "-map", "1:a", "-map", "2:a", "-t", "3", *h264, "-c:a", "aac",
+                            "-movflags", "+faststart"),
         "audio-only.wav": ff("audio-only.wav", *tone, "-t", "3", "-c:a", "pcm_s16le"),
         "no-audio.mp4": ff("no-audio.mp4", *video, "-t", "3", *h264),
         # long enough to be killed mid-conversion: 20 minutes of a compact FLAC
@@ -136,6 +146,31 @@ class Env:
                 "failed_queue": self.failed_queue}
 
 
+class RecordingLogger:
+    """The test logger, which also keeps each record's message and extra fields (the input mode is there)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.records: list[tuple[str, dict[str, Any]]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.inner, name)
+        if name not in ("debug", "info", "warning", "error", "exception"):
+            return method
+
+        def log(msg: str, *args: Any, extra: dict[str, Any] | None = None, **kw: Any) -> Any:
+            self.records.append((msg, dict(extra or {})))
+            return method(msg, *args, extra=extra, **kw)
+        return log
+
+    def inputs(self, job_id: str) -> list[str]:
+        """How ffmpeg was fed, run by run, for this job."""
+        return [extra["input"] for msg, extra in self.records if msg == "converting" and extra["job_id"] == job_id]
+
+    def messages(self, job_id: str) -> list[str]:
+        return [msg for msg, extra in self.records if extra.get("job_id") == job_id]
+
+
 def make_converter(config: dict[str, str], **overrides: Any) -> Converter:
     """A converter on the real adapters, as bootstrap_convert builds it, with private event queues.
     Also used by the worker subprocess of the SIGKILL test."""
@@ -147,7 +182,7 @@ def make_converter(config: dict[str, str], **overrides: Any) -> Converter:
     }
     args: dict[str, Any] = {
         "ffmpeg": config["ffmpeg"], "ffprobe": config["ffprobe"], "work_root": Path(config["work_root"]),
-        "max_duration_s": 3 * 3600.0, "logger": get_logger("convert-test", "INFO"),
+        "max_duration_s": 3 * 3600.0, "logger": RecordingLogger(get_logger("convert-test", "INFO")),
         "completed_queue": config["completed_queue"], "failed_queue": config["failed_queue"],
     } | {name: make() for name, make in defaults.items() if name not in overrides} | overrides
     return Converter(**args)
@@ -206,12 +241,26 @@ def _drain(env: Env) -> None:
     events(env, env.failed_queue)
 
 
-def new_job(env: Env, converter: Converter, path: Path, *, bitrate: str = "192k") -> Job:
+def upload_summary(env: Env, path: Path) -> dict[str, Any] | None:
+    """What the upload function keeps with the job (Job.extra["media"]): its probe of the file, or
+    nothing for a file it refuses (no audio, not media)."""
+    try:
+        return probe(path, ffprobe=env.ffprobe, max_duration_s=3 * 3600).summary()
+    except AppError:
+        return None
+
+
+def new_job(env: Env, converter: Converter, path: Path, *, bitrate: str = "192k",
+            summary: dict[str, Any] | bool | None = True) -> Job:
+    """A stored video and its queued job. `summary`: True for the upload's probe summary (as every
+    upload records), False for none (a job recorded before summaries had audio durations), or one."""
+    if summary is True:
+        summary = upload_summary(env, path)
     now = datetime.now(UTC)
     job = Job(id=str(uuid.uuid4()), owner_id=str(uuid.uuid4()), owner_email="ann@example.com",
               filename=f"My {path.name}", content_type="video/mp4", size=path.stat().st_size, sha256="0" * 64,
               video_id=f"video-{uuid.uuid4().hex}", bitrate=bitrate, correlation_id=f"corr-{uuid.uuid4().hex}",
-              created_at=now, updated_at=now)
+              created_at=now, updated_at=now, extra={"media": summary} if summary else {})
     with open(path, "rb") as f:
         converter.store.put(VIDEOS_BUCKET, job.video_id, f, filename=path.name, metadata={})
     converter.jobs.create(job)
@@ -279,13 +328,23 @@ def temp_files(env: Env) -> list[Path]:
 # --- conversions ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["faststart.mp4", "moov-at-end.mp4", "opus.webm", "mp3-audio.mkv", "clip.mov",
-                                  "audio-only.wav"])
+INPUTS = {  # how each is fed to ffmpeg (vid2mp3.convert.source)
+    "faststart.mp4": "mp4_audio", "moov-at-end.mp4": "mp4_audio", "clip.mov": "mp4_audio",
+    "mp3-audio.mp4": "mp4_audio", "two-audio.mp4": "mp4_audio",
+    "opus.webm": "pipe", "mp3-audio.mkv": "pipe", "audio-only.wav": "pipe",
+}
+
+
+@pytest.mark.parametrize("summary", [True, False], ids=["streamed", "spooled"])
+@pytest.mark.parametrize("name", list(INPUTS))
 def test_converts_each_kind_of_input(env: Env, converter: Converter, app: ModuleType, media: dict[str, Path],
-                                     tmp_path: Path, name: str) -> None:
-    job = new_job(env, converter, media[name])
+                                     tmp_path: Path, name: str, summary: bool) -> None:
+    """Streamed as the upload's probe summary allows; spooled for a job without one (the reference path)."""
+    job = new_job(env, converter, media[name], summary=summary)
 
     assert app.handler(rmq_event(job), None) == {"done": 1}
+
+    assert converter.logger.inputs(job.id) == [INPUTS[name] if summary else "spool"]  # type: ignore[attr-defined]
 
     done = converter.jobs.get(job.id)
     assert done is not None and done.status == "done" and done.progress == 100 and done.mp3 is not None
@@ -297,7 +356,7 @@ def test_converts_each_kind_of_input(env: Env, converter: Converter, app: Module
     facts = tags(env.ffprobe, mp3)
     assert facts["format"]["format_name"] == "mp3" and facts["streams"][0]["codec_name"] == "mp3"
     assert facts["format"]["tags"]["title"] == f"My {Path(name).stem}"
-    if name == "mp3-audio.mkv":  # copied, not re-encoded: the source's 128k, not the job's 192k
+    if name.startswith("mp3-audio"):  # copied, not re-encoded: the source's 128k, not the job's 192k
         assert done.mp3.bitrate == "128k"
     else:
         assert done.mp3.bitrate == "192k"
@@ -330,6 +389,87 @@ def test_permanent_failures(env: Env, converter: Converter, app: ModuleType, med
     # redelivered: acked again, nothing more published
     assert app.handler(rmq_event(job, delivery_count=1, redelivered=True), None) == {"skipped": 1}
     assert events(env, env.failed_queue) == []
+
+
+# --- streaming: the choices, the audio-only cut, the fallback ----------------------------------------------
+
+
+def packets_md5(ffmpeg: str, path: Path, fmt: str | None = None) -> str:
+    """The MD5 of the first audio stream's packets (copied, not decoded)."""
+    forced = ["-f", fmt] if fmt else []
+    return subprocess.run([ffmpeg, "-hide_banner", "-nostdin", "-v", "error", *forced, "-i", str(path),
+                           "-map", "0:a:0", "-c", "copy", "-f", "md5", "-"], capture_output=True, text=True,
+                          check=True, timeout=120).stdout.strip()
+
+
+@pytest.mark.parametrize("name", ["faststart.mp4", "moov-at-end.mp4", "clip.mov", "mp3-audio.mp4", "two-audio.mp4"])
+def test_the_audio_only_cut_carries_the_same_packets(env: Env, converter: Converter, media: dict[str, Path],
+                                                     tmp_path: Path, name: str) -> None:
+    """What ffmpeg is sent for an MP4 holds exactly the packets of the file's first audio stream."""
+    job = new_job(env, converter, media[name])
+    choice = choose_input(converter.store, job, max_duration_s=3600)
+    assert choice.mode is InputMode.MP4_AUDIO and choice.stream is not None, choice.reason
+    cut = tmp_path / "cut.mp4"
+    with open(cut, "wb") as f:
+        for piece in choice.stream.open():
+            f.write(piece)
+    assert cut.stat().st_size == choice.stream.size < media[name].stat().st_size
+    assert packets_md5(env.ffmpeg, cut, "mov") == packets_md5(env.ffmpeg, media[name])
+    assert abs(decoded_duration(env.ffmpeg, cut) - decoded_duration(env.ffmpeg, media[name])) < 0.05
+
+
+@pytest.mark.parametrize(("name", "mode"), [("moov-at-end.mp4", "spool"), ("faststart.mp4", "pipe")])
+def test_mp4_whose_cut_is_refused(env: Env, converter: Converter, app: ModuleType, media: dict[str, Path],
+                                  tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, mode: str) -> None:
+    """Without the cut, an MP4 with its index at the end is spooled (a pipe cannot read it: ffmpeg writes
+    an empty MP3), and one with its index first is piped whole."""
+
+    def refuse(*_args: Any, **_kw: Any) -> Any:
+        raise LayoutError("refused by the test")
+
+    monkeypatch.setattr(convert_source, "audio_only_mp4", refuse)
+    job = new_job(env, converter, media[name])
+
+    assert app.handler(rmq_event(job), None) == {"done": 1}
+
+    assert converter.logger.inputs(job.id) == [mode]  # type: ignore[attr-defined]
+    done = converter.jobs.get(job.id)
+    assert done is not None and done.mp3 is not None
+    mp3 = download(converter, done.mp3.object_id, tmp_path / "out.mp3")
+    assert abs(decoded_duration(env.ffmpeg, mp3) - decoded_duration(env.ffmpeg, media[name])) <= 0.5
+
+
+def test_moov_at_end_cannot_be_piped_as_it_is(env: Env, media: dict[str, Path], tmp_path: Path) -> None:
+    """Why the cut (or the spool) exists, and why -xerror stays: piped whole, the moov-at-end MP4 fails."""
+    out = tmp_path / "o.mp3"
+    with open(media["moov-at-end.mp4"], "rb") as f:
+        done = subprocess.run([env.ffmpeg, "-hide_banner", "-nostdin", "-v", "error", "-xerror", "-f", "mov",
+                               "-i", "pipe:0", "-map", "0:a:0", "-f", "mp3", "-y", str(out)], stdin=f,
+                              capture_output=True, timeout=60, check=False)
+    assert done.returncode != 0 or not out.exists() or out.stat().st_size < 2000
+
+
+@pytest.mark.parametrize("name", ["moov-at-end.mp4", "mp3-audio.mkv"])
+def test_a_failed_streamed_conversion_is_redone_from_the_spool(env: Env, converter: Converter, app: ModuleType,
+                                                               media: dict[str, Path], tmp_path: Path,
+                                                               name: str) -> None:
+    """A summary that disagrees with the file (here: 5 s too long): the streamed MP3 fails verification,
+    the spool (probed here) converts it, and the job is done once."""
+    summary = upload_summary(env, media[name])
+    assert summary is not None
+    job = new_job(env, converter, media[name], summary=summary | {"audio_duration_s": summary["audio_duration_s"] + 5})
+
+    assert app.handler(rmq_event(job), None) == {"done": 1}
+
+    assert converter.logger.inputs(job.id) == [INPUTS[name], "spool"]  # type: ignore[attr-defined]
+    assert "streamed conversion failed; converting from a spooled copy" in converter.logger.messages(job.id)  # type: ignore[attr-defined]
+    done = converter.jobs.get(job.id)
+    assert done is not None and done.mp3 is not None
+    source_s = probe(media[name], ffprobe=env.ffprobe, max_duration_s=3600).audio_duration_s
+    assert abs(decoded_duration(env.ffmpeg, download(converter, done.mp3.object_id, tmp_path / "o.mp3"))
+               - source_s) <= 0.5
+    assert len(events(env, env.completed_queue)) == 1
+    assert temp_files(env) == []
 
 
 def test_duplicate_delivery_yields_one_mp3_and_one_event(env: Env, converter: Converter, app: ModuleType,

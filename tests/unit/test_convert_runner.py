@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import signal
@@ -10,11 +11,13 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from vid2mp3.convert.runner import STDERR_TAIL_BYTES, ProgressReporter, parse_progress_line, run_ffmpeg
+from vid2mp3.errors import DependencyUnavailable
 
 
 def script(tmp_path: Path, body: str) -> list[str]:
@@ -122,6 +125,79 @@ def test_ffmpeg_dies_with_a_killed_worker(tmp_path: Path) -> None:
         if worker.poll() is None:
             worker.kill()
             worker.wait()
+
+
+# --- standard input ----------------------------------------------------------------------------------------
+
+
+def test_feeds_standard_input_and_measures_the_wait(tmp_path: Path) -> None:
+    argv = script(tmp_path, """
+        import hashlib, sys
+        data = sys.stdin.buffer.read()
+        sys.stderr.write(f"{len(data)} {hashlib.sha256(data).hexdigest()}")
+    """)
+    chunks = [os.urandom(n) for n in (1, 70_000, 3 * 1024 * 1024, 17)]
+
+    def slow() -> Iterator[bytes]:
+        for chunk in chunks:
+            time.sleep(0.1)
+            yield chunk
+
+    result = run_ffmpeg(argv, timeout_s=30, stdin=slow())
+    data = b"".join(chunks)
+    assert result.returncode == 0 and result.stderr == f"{len(data)} {hashlib.sha256(data).hexdigest()}"
+    assert result.input_wait_s >= 0.35
+
+
+def test_a_child_that_stops_reading_ends_the_feeding(tmp_path: Path) -> None:
+    argv = script(tmp_path, """
+        import sys
+        sys.stdin.buffer.read(10)
+        sys.exit(4)
+    """)
+    closed = threading.Event()
+
+    def endless() -> Iterator[bytes]:
+        try:
+            while True:
+                yield b"x" * 65536
+        finally:
+            closed.set()
+
+    result = run_ffmpeg(argv, timeout_s=30, stdin=endless())
+    assert result.returncode == 4 and not result.timed_out
+    assert closed.is_set()  # the source was closed (a GridFS cursor released)
+
+
+def test_a_source_error_kills_the_child_and_is_raised(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    argv = script(tmp_path, f"""
+        import os, sys
+        open({str(pid_file)!r}, "w").write(str(os.getpid()))
+        sys.stdin.buffer.read()  # EOF would look like a whole (short) input
+        print("out_time_us=1000000", flush=True)
+    """)
+
+    def failing() -> Iterator[bytes]:
+        yield b"x" * 1000
+        while not pid_file.exists():
+            time.sleep(0.01)
+        raise DependencyUnavailable("The object store is unavailable.")
+
+    with pytest.raises(DependencyUnavailable):
+        run_ffmpeg(argv, timeout_s=30, stdin=failing())
+    assert not _alive(int(pid_file.read_text()))
+
+
+def test_the_time_limit_applies_while_feeding(tmp_path: Path) -> None:
+    argv = script(tmp_path, """
+        import sys, time
+        sys.stdin.buffer.read(1)
+        time.sleep(60)
+    """)
+    started = time.monotonic()
+    result = run_ffmpeg(argv, timeout_s=1.0, stdin=itertools.repeat(b"y" * 65536))
+    assert result.timed_out and time.monotonic() - started < 10
 
 
 def _alive(pid: int) -> bool:

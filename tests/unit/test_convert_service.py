@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import sys
 import textwrap
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,20 +38,24 @@ from vid2mp3.objectstore.memory import InMemoryObjectStore
 from vid2mp3.queue.memory import InMemoryPublisher
 from vid2mp3.queue.topology import CONVERSION_COMPLETED_QUEUE, CONVERSION_FAILED_QUEUE, VIDEO_CONVERSION_QUEUE
 
+MAGIC = b"\x1a\x45\xdf\xa3"  # Matroska's: a "video" can start with it, to be streamed as matroska
+
 FAKE_FFPROBE = textwrap.dedent('''
     import json, sys
+    MAGIC = b"\\x1a\\x45\\xdf\\xa3"
     args = sys.argv[1:]
     path = args[-1].removeprefix("file:")
-    if "-count_frames" in args:
+    if "-count_frames" in args or "-count_packets" in args:
         try:
             out = json.load(open(path))
         except ValueError:
             sys.exit(1)
+        key = "nb_read_frames" if "-count_frames" in args else "nb_read_packets"
         print(json.dumps({"streams": [{"codec_name": out["codec"], "sample_rate": str(out["sample_rate"]),
-                                       "nb_read_frames": str(out["frames"])}]}))
+                                       key: str(out["frames"])}]}))
         sys.exit(0)
     try:
-        spec = json.load(open(path))
+        spec = json.loads(open(path, "rb").read().removeprefix(MAGIC))
     except ValueError:
         sys.stderr.write("Invalid data found when processing input\\n")
         sys.exit(1)
@@ -58,12 +64,18 @@ FAKE_FFPROBE = textwrap.dedent('''
 
 FAKE_FFMPEG = textwrap.dedent('''
     import json, os, signal, sys, time
+    MAGIC = b"\\x1a\\x45\\xdf\\xa3"
     args = sys.argv[1:]
-    spec = json.load(open(args[args.index("-i") + 1].removeprefix("file:")))
+    source = args[args.index("-i") + 1]
+    piped = source == "pipe:0"
+    data = sys.stdin.buffer.read() if piped else open(source.removeprefix("file:"), "rb").read()
+    spec = json.loads(data.removeprefix(MAGIC))
     out_path = args[-1].removeprefix("file:")
     behave = spec.get("ffmpeg", {})
+    if piped:  # how it behaves when streamed, over how it behaves on a file
+        behave = {**behave, **behave.get("piped", {})}
     if behave.get("argv_log"):
-        with open(behave["argv_log"], "w") as f:
+        with open(behave["argv_log"] + (".piped" if piped else ""), "w") as f:
             json.dump(args, f)
     duration = float(behave.get("out_duration", spec["format"]["duration"]))
     steps = int(behave.get("steps", 3))
@@ -93,6 +105,30 @@ def media(duration: float = 4.0, *, codec: str = "aac", audio: bool = True, fmt:
                        "ffmpeg": ffmpeg}).encode()
 
 
+def mkv(duration: float = 4.0, *, codec: str = "aac", **ffmpeg: Any) -> tuple[bytes, dict[str, Any]]:
+    """A "video" that streams (Matroska's magic, then the spec) and the probe summary the upload kept."""
+    summary = {"format": "matroska,webm", "duration_s": duration, "has_video": True, "audio_codec": codec,
+               "audio_channels": 2, "audio_sample_rate": 44100, "audio_streams": 1, "audio_duration_s": duration,
+               "audio_bit_rate": 128000}
+    return MAGIC + media(duration, codec=codec, fmt="matroska,webm", **ffmpeg), summary
+
+
+class RecordingLogger(logging.Logger):
+    """A logger that keeps (level, message, extra) of every record: the input mode is in `extra`."""
+
+    def __init__(self) -> None:
+        super().__init__("convert-test", logging.DEBUG)
+        self.records: list[tuple[str, str, dict[str, Any]]] = []
+
+    def _log(self, level: int, msg: object, args: Any, exc_info: Any = None, extra: Any = None,
+             stack_info: bool = False, stacklevel: int = 1) -> None:
+        self.records.append((logging.getLevelName(level), str(msg), dict(extra or {})))
+
+    def inputs(self) -> list[str]:
+        """The input mode of each ffmpeg run, in order."""
+        return [extra["input"] for _level, msg, extra in self.records if msg == "converting"]
+
+
 def write_script(path: Path, body: str) -> str:
     path.write_text(f"#!{sys.executable}\n{body}")
     path.chmod(0o755)
@@ -109,12 +145,14 @@ class World:
     work_root: Path
     tmp: Path
 
-    def add_job(self, video: bytes, *, filename: str = "holiday clip.mp4", bitrate: str = "192k") -> Job:
+    def add_job(self, video: bytes, *, filename: str = "holiday clip.mp4", bitrate: str = "192k",
+                summary: dict[str, Any] | None = None) -> Job:
+        """`summary`: the upload's probe summary (Job.extra["media"]); without one the video is spooled."""
         now = datetime.now(UTC)
         job = Job(id=str(uuid.uuid4()), owner_id=str(uuid.uuid4()), owner_email="ann@example.com",
                   filename=filename, content_type="video/mp4", size=len(video), sha256="0" * 64,
                   video_id=f"video-{uuid.uuid4().hex}", bitrate=bitrate, correlation_id=f"corr-{uuid.uuid4().hex}",
-                  created_at=now, updated_at=now)
+                  created_at=now, updated_at=now, extra={"media": summary} if summary else {})
         self.jobs.create(job)
         self.store.objects[(VIDEOS_BUCKET, job.video_id)] = (
             StoredObject(job.video_id, filename, len(video), {}), video)
@@ -144,6 +182,7 @@ def world(tmp_path: Path) -> Iterator[World]:
         ffmpeg=write_script(bin_dir / "ffmpeg", FAKE_FFMPEG),
         ffprobe=write_script(bin_dir / "ffprobe", FAKE_FFPROBE),
         work_root=work_root, max_duration_s=3 * 3600, sleep=lambda _s: None, progress_interval_s=0.05,
+        logger=RecordingLogger(),
     )
     yield World(jobs, store, publisher, lock, converter, work_root, tmp_path)
 
@@ -438,3 +477,134 @@ def test_leftovers_of_a_killed_attempt_are_removed(world: World) -> None:
     assert world.converter.handle(world.delivery(job, count=1)) is Outcome.DONE
     assert world.leftovers() == []
     assert os.path.isdir(world.work_root / "vid2mp3-convert")
+
+
+# --- streamed input (vid2mp3.convert.source) -----------------------------------------------------------
+
+
+class FlakyStore(InMemoryObjectStore):
+    """Whole-object reads (the streamed ones) yield `pieces` pieces, then fail as the store going away,
+    or wait `delay_s` before each piece."""
+
+    def __init__(self, *, fail_after: int | None = None, delay_s: float = 0.0) -> None:
+        super().__init__()
+        self.fail_after, self.delay_s = fail_after, delay_s
+
+    def read(self, bucket: str, object_id: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        data = b"".join(super().read(bucket, object_id, start, end))
+        if start or end is not None:  # the inspection's ranged reads
+            return iter([data])
+
+        def pieces() -> Iterator[bytes]:
+            for n, i in enumerate(range(0, len(data), 16)):
+                if self.fail_after is not None and n >= self.fail_after:
+                    raise DependencyUnavailable("The object store is unavailable.")
+                time.sleep(self.delay_s)
+                yield data[i:i + 16]
+        return pieces()
+
+
+def logger_of(world: World) -> RecordingLogger:
+    assert isinstance(world.converter.logger, RecordingLogger)
+    return world.converter.logger
+
+
+def test_a_streamable_video_is_piped_into_ffmpeg(world: World) -> None:
+    log = world.tmp / "argv.json"
+    video, summary = mkv(4.0, argv_log=str(log))
+    job = world.add_job(video, summary=summary)
+
+    assert world.converter.handle(world.delivery(job)) is Outcome.DONE
+
+    assert logger_of(world).inputs() == ["pipe"]
+    argv = json.loads((world.tmp / "argv.json.piped").read_text())
+    assert argv[argv.index("-i") + 1] == "pipe:0" and argv[argv.index("-f") + 1] == "matroska"
+    assert {"-xerror", "-nostdin"} <= set(argv) and argv[argv.index("-protocol_whitelist") + 1] == "file,pipe"
+    assert not log.exists()  # never converted from a file
+    done = world.jobs.get(job.id)
+    assert done is not None and done.mp3 is not None and abs(done.mp3.duration_s - 4.0) < 0.05
+    assert len(world.events(CONVERSION_COMPLETED_QUEUE)) == 1 and world.leftovers() == []
+
+
+def test_a_streamed_mp3_source_is_copied(world: World) -> None:
+    log = world.tmp / "argv.json"
+    video, summary = mkv(3.0, codec="mp3", argv_log=str(log))
+    job = world.add_job(video, summary=summary)
+    assert world.converter.handle(world.delivery(job)) is Outcome.DONE
+    assert logger_of(world).inputs() == ["pipe"]
+    argv = json.loads((world.tmp / "argv.json.piped").read_text())
+    assert argv[argv.index("-c:a") + 1] == "copy" and argv[argv.index("-i") + 1] == "pipe:0"
+    done = world.jobs.get(job.id)
+    assert done is not None and done.mp3 is not None and done.mp3.bitrate == "128k"
+
+
+def test_without_the_uploads_summary_the_video_is_spooled(world: World) -> None:
+    video, _summary = mkv(2.0)
+    job = world.add_job(video)
+    assert world.converter.handle(world.delivery(job)) is Outcome.DONE
+    assert logger_of(world).inputs() == ["spool"]
+
+
+@pytest.mark.parametrize("piped", [{"out_duration": 2.0}, {"exit": 1}, {"out_codec": "aac"}],
+                         ids=["short", "error", "not-mp3"])
+def test_a_failed_streamed_conversion_is_redone_from_the_spool(world: World, piped: dict[str, Any]) -> None:
+    video, summary = mkv(4.0, piped=piped)
+    job = world.add_job(video, summary=summary)
+
+    assert world.converter.handle(world.delivery(job)) is Outcome.DONE
+
+    assert logger_of(world).inputs() == ["pipe", "spool"]
+    warnings = [m for level, m, _ in logger_of(world).records if level == "WARNING"]
+    assert warnings == ["streamed conversion failed; converting from a spooled copy"]
+    done = world.jobs.get(job.id)
+    assert done is not None and done.mp3 is not None and abs(done.mp3.duration_s - 4.0) < 0.05
+    assert len(world.events(CONVERSION_COMPLETED_QUEUE)) == 1 and world.leftovers() == []
+
+
+def test_the_spool_has_the_last_word(world: World) -> None:
+    video, summary = mkv(4.0, out_duration=2.0)  # short both ways: the file is cut
+    job = world.add_job(video, summary=summary)
+
+    assert world.converter.handle(world.delivery(job)) is Outcome.FAILED
+
+    assert logger_of(world).inputs() == ["pipe", "spool"]
+    failed = world.jobs.get(job.id)
+    assert failed is not None and failed.error_code == "truncated"
+    assert len(world.events(CONVERSION_FAILED_QUEUE)) == 1 and world.leftovers() == []
+
+
+def test_a_summary_that_disagrees_with_the_file_is_caught_by_the_spool(world: World) -> None:
+    video, summary = mkv(4.0)
+    job = world.add_job(video, summary=summary | {"audio_duration_s": 9.0})
+    assert world.converter.handle(world.delivery(job)) is Outcome.DONE
+    assert logger_of(world).inputs() == ["pipe", "spool"]
+    done = world.jobs.get(job.id)
+    assert done is not None and done.mp3 is not None and abs(done.mp3.duration_s - 4.0) < 0.05
+
+
+def test_the_store_failing_mid_stream_is_transient(tmp_path: Path, world: World) -> None:
+    store = FlakyStore(fail_after=3)
+    world.converter.store = store
+    world.store = store
+    video, summary = mkv(4.0, steps=20, step_s=0.05)
+    job = world.add_job(video, summary=summary)
+
+    with pytest.raises(DependencyUnavailable):
+        world.converter.handle(world.delivery(job))
+
+    assert logger_of(world).inputs() == ["pipe"]  # not retried from the spool: the store is down
+    current = world.jobs.get(job.id)
+    assert current is not None and current.status == "converting"
+    assert world.publisher.messages == [] and world.leftovers() == []
+
+
+def test_a_timeout_spent_waiting_for_the_store_is_transient(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("vid2mp3.convert.service.conversion_timeout_s", lambda _d: 0.5)
+    store = FlakyStore(delay_s=0.2)
+    world.converter.store = store
+    world.store = store
+    video, summary = mkv(2.0)
+    job = world.add_job(video, summary=summary)
+    with pytest.raises(failures.Transient, match="store was too slow"):
+        world.converter.handle(world.delivery(job))
+    assert world.publisher.messages == [] and world.leftovers() == []

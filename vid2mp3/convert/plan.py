@@ -2,10 +2,11 @@
 
 Every line of the design brief's "Media facts" shows up here:
 
-- the input is a local, seekable file (an MP4 with its index at the end cannot be read from a pipe),
-  named with ``file:`` so a name is never read as another protocol, with ``-protocol_whitelist
-  file,pipe`` so nothing the file references can be opened elsewhere, and with its demuxer forced to
-  the one the probe found (the probe only accepts allow-listed containers);
+- the input is a local, seekable file named with ``file:`` (so a name is never read as another
+  protocol), or ffmpeg's standard input (``pipe:0``) for what vid2mp3.convert.source decided can be
+  streamed (an MP4 with its index at the end cannot be read from a pipe as it is); always with
+  ``-protocol_whitelist file,pipe`` so nothing the input references can be opened elsewhere, and
+  with its demuxer forced to the one the probe found (the probe only accepts allow-listed containers);
 - ``-t`` at the duration cap, ``-xerror`` (stop at the first error instead of writing a short file),
   ``-nostdin``;
 - only the first audio stream (``-map 0:a:0``; ``-vn -sn -dn``), no metadata of the source (it can
@@ -62,13 +63,16 @@ def plan_conversion(
     info: MediaInfo,
     *,
     ffmpeg: str,
-    source: Path,
+    source: Path | None,
     output: Path,
     bitrate: str,
     filename: str,
     max_duration_s: float,
 ) -> Plan:
-    """The command that turns `source` (probed as `info`) into the MP3 file `output`."""
+    """The command that turns `source` (probed as `info`) into the MP3 file `output`.
+
+    `source` None: the input comes through standard input (`pipe:0`), in the container `info` names.
+    """
     match = _BITRATE.match(bitrate)
     if match is None:
         raise ValueError(f"bitrate must look like '192k', not {bitrate!r}")
@@ -82,7 +86,7 @@ def plan_conversion(
         "-protocol_whitelist", "file,pipe",
         "-f", demuxer_name(info.format_name),
         "-t", cap,
-        "-i", f"file:{source}",
+        "-i", "pipe:0" if source is None else f"file:{source}",
         # output: the first audio stream only, no metadata from the source
         "-map", "0:a:0", "-vn", "-sn", "-dn",
         "-map_metadata", "-1", "-map_chapters", "-1",

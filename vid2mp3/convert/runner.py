@@ -8,6 +8,11 @@
 - `-progress pipe:1` lines are parsed here; the position is handed to `on_progress` (seconds of
   output written). Writing it to the job is ProgressReporter's business, on its own thread, at most
   once a second, so a slow database never stalls the pipes or the deadline.
+- `stdin`: when given (the input is `pipe:0`), its chunks are written to ffmpeg's standard input by a
+  feeder thread, so reading the source (from GridFS) overlaps the conversion. ffmpeg closing its input
+  early (it has all it needs, or it failed) just stops the feeder. An error *reading the source* kills
+  ffmpeg at once (it must not finish on a short input and exit 0) and is raised by run_ffmpeg once
+  everything is reaped.
 """
 
 from __future__ import annotations
@@ -23,12 +28,17 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
+
+from vid2mp3.convert.failures import Transient
 
 STDERR_TAIL_BYTES = 8 * 1024
+PIPE_BUFFER_BYTES = 1 << 20  # ffmpeg's standard input: 1 MiB instead of 64 KiB, fewer wake-ups
+FEEDER_JOIN_S = 30.0
 _PR_SET_PDEATHSIG = 1
+_F_SETPIPE_SZ = 1031  # Linux
 
 
 @dataclass(frozen=True)
@@ -38,6 +48,63 @@ class RunResult:
     elapsed_s: float
     timed_out: bool
     position_s: float  # the last output position ffmpeg reported
+    input_wait_s: float = 0.0  # with `stdin`: how long the feeder waited for its source
+
+
+class _Feeder:
+    """Writes chunks to a child's standard input on a daemon thread (see the module's docstring)."""
+
+    def __init__(self, chunks: Iterable[bytes], pipe: IO[bytes], kill: Callable[[], None]) -> None:
+        self._chunks = chunks
+        self._pipe = pipe
+        self._kill = kill
+        self.error: BaseException | None = None
+        self.wait_s = 0.0
+        self._started = False
+        self._thread = threading.Thread(target=self._run, name="ffmpeg-stdin", daemon=True)
+
+    def start(self) -> None:
+        self._started = True
+        if sys.platform.startswith("linux"):
+            with contextlib.suppress(OSError):
+                import fcntl
+
+                fcntl.fcntl(self._pipe.fileno(), _F_SETPIPE_SZ, PIPE_BUFFER_BYTES)
+        self._thread.start()
+
+    def join(self, timeout: float) -> bool:
+        """True when the feeder has ended."""
+        if not self._started:
+            self._pipe.close()
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        chunks = iter(self._chunks)
+        fd = self._pipe.fileno()
+        try:
+            while True:
+                started = time.monotonic()
+                chunk = next(chunks, None)
+                self.wait_s += time.monotonic() - started
+                if chunk is None:
+                    break
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view):]
+        except BrokenPipeError:
+            pass  # ffmpeg closed its input: it ended (its exit status says how)
+        except BaseException as exc:
+            self.error = exc
+            self._kill()  # never let ffmpeg finish a short input as if it were whole
+        finally:
+            close = getattr(chunks, "close", None)
+            if callable(close):
+                with contextlib.suppress(Exception):
+                    close()  # a generator: releases its cursor
+            with contextlib.suppress(OSError):
+                self._pipe.close()
 
 
 def _parent_death_signal() -> Callable[[], None] | None:
@@ -79,18 +146,30 @@ def run_ffmpeg(
     timeout_s: float,
     on_progress: Callable[[float], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    stdin: Iterable[bytes] | None = None,
 ) -> RunResult:
-    """Run `argv` (an ffmpeg command with `-progress pipe:1`) for at most `timeout_s` seconds."""
+    """Run `argv` (an ffmpeg command with `-progress pipe:1`) for at most `timeout_s` seconds.
+
+    `stdin`: chunks to write to its standard input (its input is `pipe:0`); an exception raised while
+    producing them is raised here, after ffmpeg was killed and reaped.
+    """
     started = clock()
     deadline = started + max(0.0, timeout_s)
     proc = subprocess.Popen(  # a fixed argv, no shell
         list(argv),
-        stdin=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         close_fds=True,
+        bufsize=0,
         preexec_fn=_parent_death_signal(),  # one syscall, no locks
     )
+
+    def kill() -> None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+
+    feeder = None if stdin is None or proc.stdin is None else _Feeder(stdin, proc.stdin, kill)
     tail: deque[bytes] = deque()
     tail_size = 0
     pending = b""
@@ -98,6 +177,8 @@ def run_ffmpeg(
     timed_out = False
     try:
         assert proc.stdout is not None and proc.stderr is not None
+        if feeder is not None:
+            feeder.start()
         with selectors.DefaultSelector() as sel:
             sel.register(proc.stdout, selectors.EVENT_READ, "out")
             sel.register(proc.stderr, selectors.EVENT_READ, "err")
@@ -132,14 +213,22 @@ def run_ffmpeg(
                 timed_out = True
     finally:
         if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
+            kill()
         proc.wait()
         for pipe in (proc.stdout, proc.stderr):
             if pipe is not None:
                 pipe.close()
+        if feeder is None and proc.stdin is not None:
+            proc.stdin.close()  # never handed to a feeder
+        ended = feeder is None or feeder.join(FEEDER_JOIN_S)
+    if feeder is not None:
+        if feeder.error is not None:
+            raise feeder.error
+        if not ended:
+            raise Transient(f"reading the input stalled for over {FEEDER_JOIN_S:.0f} s after ffmpeg ended")
     stderr = b"".join(tail)[-STDERR_TAIL_BYTES:].decode("utf-8", "replace")
-    return RunResult(proc.returncode, stderr, clock() - started, timed_out, position)
+    return RunResult(proc.returncode, stderr, clock() - started, timed_out, position,
+                     feeder.wait_s if feeder is not None else 0.0)
 
 
 class ProgressReporter:

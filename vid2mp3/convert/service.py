@@ -4,10 +4,14 @@ For a message on video_conversion_queue, under the job's lock (vid2mp3.convert.l
 
 1. `start_conversion` moves the job to `converting`; a job already done, failed or deleted is skipped.
 2. An MP3 an earlier attempt committed (killed after the upload, before `mark_done`) is reused.
-3. Otherwise, in a per-job temporary directory (vid2mp3.convert.workspace): spool the video from
-   GridFS to a file in chunks (a seekable input, flat memory), probe it, plan (vid2mp3.convert.plan),
-   run ffmpeg with a time limit and progress (vid2mp3.convert.runner), verify the written MP3
-   (vid2mp3.convert.verify), and stream it into the `mp3s` bucket under the job's id.
+3. Otherwise, in a per-job temporary directory (vid2mp3.convert.workspace): decide how ffmpeg reads
+   the video (vid2mp3.convert.source): streamed from GridFS into its standard input while it converts
+   (the audio track of an MP4 cut out by its index, or the bytes as they are for containers read
+   front to back), or spooled to a seekable file in chunks and probed there; plan
+   (vid2mp3.convert.plan), run ffmpeg with a time limit and progress (vid2mp3.convert.runner), verify
+   the written MP3 (vid2mp3.convert.verify), and stream it into the `mp3s` bucket under the job's id.
+   A streamed conversion that fails in any way streaming could cause (ffmpeg's error, a short or long
+   output, a layout surprise) is done once more from the spool, whose verdict is final.
 4. `mark_done` records the MP3; only the call that made the job done publishes conversion_completed.
 
 Failures (vid2mp3.convert.failures):
@@ -31,7 +35,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -42,7 +46,8 @@ from vid2mp3.convert.events import ConversionRequest, Delivery, InvalidMessage, 
 from vid2mp3.convert.failures import Transient
 from vid2mp3.convert.lock import JobLock
 from vid2mp3.convert.plan import Plan, kbps_label, plan_conversion
-from vid2mp3.convert.runner import ProgressReporter, run_ffmpeg
+from vid2mp3.convert.runner import ProgressReporter, RunResult, run_ffmpeg
+from vid2mp3.convert.source import InputChoice, InputMode, Prefetch, ReadAhead, StreamedInput, choose_input
 from vid2mp3.convert.verify import Mp3Facts, check_output, classify_run, measure_mp3
 from vid2mp3.convert.workspace import job_workspace
 from vid2mp3.errors import AppError, DependencyUnavailable, PermanentFailure
@@ -61,6 +66,12 @@ MIN_SPEED_X = 15.0
 RESERVE_S = 60.0
 LOCK_WAIT_S = 900.0  # without an invocation deadline (tests, scripts)
 PUBLISH_ATTEMPTS = 3
+# Permanent failures of a *streamed* conversion that a seekable input might not have: it is redone from
+# the spool (vid2mp3.convert.source). A timeout or bad options would fail the same way: not retried.
+STREAM_SUSPECT_CODES = frozenset({failures.UNDECODABLE, failures.TRUNCATED, failures.DURATION_MISMATCH})
+# A streamed run that hit its time limit while the feeder spent this share of it waiting for GridFS was
+# slowed by the store, not by the file: transient, not conversion_timeout.
+STORE_BOUND_SHARE = 0.25
 
 
 class Outcome(StrEnum):
@@ -168,19 +179,54 @@ class Converter:
 
     def _produce(self, job: Job, deadline: float | None) -> Mp3Info:
         with job_workspace(self.work_root, job.id) as workdir:
-            source, output = workdir / "source", workdir / "audio.mp3"
-            self._spool(job.video_id, source)
-            info = self._probe(source)
-            try:
-                plan = plan_conversion(info, ffmpeg=self.ffmpeg, source=source, output=output,
-                                       bitrate=job.bitrate, filename=job.filename,
-                                       max_duration_s=self.max_duration_s)
-            except ValueError as exc:  # the upload validates the bitrate; a bad one never converts
-                raise failures.permanent(failures.INVALID_OPTIONS) from exc
-            facts = self._transcode(job, plan, output, deadline)
+            output = workdir / "audio.mp3"
+            choice = self._choose_input(job)
+            converted: tuple[Plan, Mp3Facts] | None = None
+            if choice.stream is not None:
+                try:
+                    converted = self._convert_input(job, choice, choice.stream.info, None, output, deadline)
+                except (DependencyUnavailable, Transient):
+                    raise
+                except PermanentFailure as failure:
+                    if failure.code not in STREAM_SUSPECT_CODES:
+                        raise
+                    error = f"{failure.code}: {failure.message}"
+                except Exception as exc:  # a layout surprise, the video gone meanwhile, a bug: the spool decides
+                    error = _describe(exc)
+                if converted is None:
+                    self.logger.warning("streamed conversion failed; converting from a spooled copy",
+                                        extra={"job_id": job.id, "input": str(choice.mode), "error": error})
+                    output.unlink(missing_ok=True)
+                    choice = InputChoice(InputMode.SPOOL, f"fallback after {choice.mode} failed: {error}")
+            if converted is None:
+                source = workdir / "source"
+                self._spool(job.video_id, source)
+                converted = self._convert_input(job, choice, self._probe(source), source, output, deadline)
+            plan, facts = converted
             size = output.stat().st_size
             bitrate = plan.bitrate or kbps_label(size * 8 / facts.duration_s)
             return self._store(job, output, Mp3Info(mp3_object_id(job.id), size, facts.duration_s, bitrate))
+
+    def _choose_input(self, job: Job) -> InputChoice:
+        try:
+            return choose_input(self.store, job, max_duration_s=self.max_duration_s)
+        except DependencyUnavailable:
+            raise
+        except Exception as exc:  # never let the fast path's doubts fail a job: the spool decides
+            self.logger.warning("input layout not understood; spooling",
+                                extra={"job_id": job.id, "error": _describe(exc)})
+            return InputChoice(InputMode.SPOOL, f"layout check failed: {_describe(exc)}")
+
+    def _convert_input(self, job: Job, choice: InputChoice, info: MediaInfo, source: Path | None, output: Path,
+                       deadline: float | None) -> tuple[Plan, Mp3Facts]:
+        """Plan, run and verify the conversion of `info` (from `source`, or streamed: None) into `output`."""
+        try:
+            plan = plan_conversion(info, ffmpeg=self.ffmpeg, source=source, output=output,
+                                   bitrate=job.bitrate, filename=job.filename,
+                                   max_duration_s=self.max_duration_s)
+        except ValueError as exc:  # the upload validates the bitrate; a bad one never converts
+            raise failures.permanent(failures.INVALID_OPTIONS) from exc
+        return plan, self._transcode(job, plan, output, deadline, choice)
 
     def _spool(self, video_id: str, path: Path) -> None:
         """Copy the video to `path` a GridFS chunk at a time (never the whole file in memory)."""
@@ -198,14 +244,18 @@ class Converter:
         except AppError as refusal:  # UnsupportedMedia / Unprocessable, with their stable codes
             raise failures.from_probe(refusal) from None
 
-    def _transcode(self, job: Job, plan: Plan, output: Path, deadline: float | None) -> Mp3Facts:
+    def _transcode(self, job: Job, plan: Plan, output: Path, deadline: float | None,
+                   choice: InputChoice) -> Mp3Facts:
         limit = conversion_timeout_s(plan.expected_duration_s)
         ours = True
         if deadline is not None and deadline - self.clock() < limit:
             limit, ours = max(0.0, deadline - self.clock()), False
+        stream: StreamedInput | None = choice.stream
         self.logger.info("converting", extra={"job_id": job.id, "copy": plan.copy, "bitrate": plan.bitrate,
                                               "duration_s": round(plan.expected_duration_s, 3),
-                                              "timeout_s": round(limit, 1)})
+                                              "timeout_s": round(limit, 1), "input": str(choice.mode),
+                                              "input_reason": choice.reason,
+                                              "input_bytes": stream.size if stream else None})
 
         def write_progress(percent: int) -> None:
             self.jobs.set_progress(job.id, percent)
@@ -213,17 +263,29 @@ class Converter:
         def progress_failed(exc: Exception) -> None:
             self.logger.warning("progress not recorded", extra={"job_id": job.id, "error": _describe(exc)})
 
-        with ProgressReporter(write_progress, plan.expected_duration_s, interval_s=self.progress_interval_s,
-                              on_error=progress_failed) as reporter:
-            result = run_ffmpeg(plan.argv, timeout_s=limit, on_progress=reporter.update, clock=self.clock)
+        with contextlib.ExitStack() as stack:
+            stdin: Iterator[bytes] | None = None
+            if stream is not None and plan.copy:  # the store is the bottleneck: keep it busy
+                stdin = stack.enter_context(Prefetch(stream.open())).chunks()
+            elif stream is not None:  # ffmpeg is: read the store ahead, out of the encoder's way
+                stdin = stack.enter_context(ReadAhead(stream.open(), output.with_name("input.ahead"))).chunks()
+            reporter = stack.enter_context(ProgressReporter(
+                write_progress, plan.expected_duration_s, interval_s=self.progress_interval_s,
+                on_error=progress_failed))
+            result = run_ffmpeg(plan.argv, timeout_s=limit, on_progress=reporter.update, clock=self.clock,
+                                stdin=stdin)
         if result.returncode != 0 or result.timed_out:
             self.logger.info("ffmpeg did not succeed", extra={
                 "job_id": job.id, "returncode": result.returncode, "timed_out": result.timed_out,
-                "elapsed_s": round(result.elapsed_s, 2), "stderr": result.stderr[-2000:]})
+                "elapsed_s": round(result.elapsed_s, 2), "input": str(choice.mode),
+                "stderr": result.stderr[-2000:]})
+        _check_store_bound(result)
         classify_run(result, timeout_was_ours=ours)
-        facts = check_output(measure_mp3(output, ffprobe=self.ffprobe), plan.expected_duration_s)
+        # A copied stream may hold damaged frames: decode them. What libmp3lame wrote: count them.
+        facts = check_output(measure_mp3(output, ffprobe=self.ffprobe, decode=plan.copy), plan.expected_duration_s)
         self.logger.info("converted", extra={"job_id": job.id, "elapsed_s": round(result.elapsed_s, 2),
-                                             "duration_s": round(facts.duration_s, 3)})
+                                             "duration_s": round(facts.duration_s, 3), "input": str(choice.mode),
+                                             "input_wait_s": round(result.input_wait_s, 2)})
         return facts
 
     def _store(self, job: Job, output: Path, mp3: Mp3Info) -> Mp3Info:
@@ -306,6 +368,13 @@ class Converter:
                     self.jobs.mark_event_published(job.id)        # and notify's sent record dedupes it
                 return True
         return False
+
+
+def _check_store_bound(result: RunResult) -> None:
+    """A streamed run that timed out while mostly waiting for its input was slowed by the store."""
+    if result.timed_out and result.input_wait_s > STORE_BOUND_SHARE * result.elapsed_s:
+        raise Transient(f"reading the video from the store was too slow ({result.input_wait_s:.0f} s "
+                        f"of {result.elapsed_s:.0f} s)")
 
 
 def _mp3_filename(filename: str) -> str:

@@ -1,8 +1,15 @@
 """Is the MP3 the whole of the source's audio? Measured on the written file, never taken on trust.
 
 A killed or truncated ffmpeg leaves an MP3 that probes as valid, and a header can state any length
-(design brief, "Media facts"). So success is: ffmpeg exited 0, and the output's *decoded* duration
-(ffprobe decodes every frame, `-count_frames`) is within TOLERANCE_S of the source's audio duration.
+(design brief, "Media facts"). So success is: ffmpeg exited 0, and the output's duration *counted
+from its frames* is within TOLERANCE_S of the source's audio duration.
+
+How the frames are counted depends on who made them. A copied stream (`-c:a copy`) carries the
+source's frames, damaged ones included: ffprobe decodes every frame (`-count_frames`) and counts only
+those that decode. An MP3 our libmp3lame just encoded has well-formed frames by construction (its
+input was decoded under `-xerror`); what can go wrong is missing frames (killed, truncated), so
+counting the demuxer's packets (`-count_packets`: one per frame, header frame excluded, the length
+header never trusted) is as exact and ~30x cheaper (0.01 s instead of 0.3 s for 10 minutes).
 """
 
 from __future__ import annotations
@@ -35,13 +42,19 @@ def samples_per_frame(sample_rate: int) -> int:
     return 1152 if sample_rate >= 32000 else 576
 
 
-def measure_mp3(path: Path, *, ffprobe: str, timeout_s: float = MEASURE_TIMEOUT_S) -> Mp3Facts | None:
-    """Decode the first audio stream of `path` and count its frames; None when there is none to count."""
+def measure_mp3(path: Path, *, ffprobe: str, timeout_s: float = MEASURE_TIMEOUT_S,
+                decode: bool = True) -> Mp3Facts | None:
+    """Count the frames of the first audio stream of `path`; None when there is none to count.
+
+    `decode`: count the frames that decode (for copied streams); else the demuxed packets (for what
+    libmp3lame wrote).
+    """
+    counted = "frames" if decode else "packets"
     cmd = [
         ffprobe, "-hide_banner", "-v", "error",
         "-protocol_whitelist", "file", "-f", "mp3",
-        "-count_frames", "-select_streams", "a:0",
-        "-show_entries", "stream=codec_name,sample_rate,nb_read_frames",
+        f"-count_{counted}", "-select_streams", "a:0",
+        "-show_entries", f"stream=codec_name,sample_rate,nb_read_{counted}",
         "-of", "json", f"file:{path}",
     ]
     try:
@@ -54,7 +67,7 @@ def measure_mp3(path: Path, *, ffprobe: str, timeout_s: float = MEASURE_TIMEOUT_
         streams = json.loads(done.stdout or b"{}").get("streams") or []
         stream = streams[0]
         rate = int(stream["sample_rate"])
-        frames = int(stream["nb_read_frames"])
+        frames = int(stream[f"nb_read_{counted}"])
         codec = str(stream.get("codec_name") or "")
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
         return None

@@ -40,6 +40,7 @@ __all__ = [
     "parse_ffprobe",
     "probe",
     "run_ffprobe",
+    "summary_info",
 ]
 
 # ffprobe's demuxer names (`format_name`), exactly as it reports them. Everything else is refused:
@@ -114,7 +115,38 @@ class MediaInfo:
             "audio_channels": a.channels,
             "audio_sample_rate": a.sample_rate,
             "audio_streams": len(self.audio),
+            # What the converter needs to stream the file without probing it again (see
+            # summary_info): the converted stream's own duration and bit rate.
+            "audio_duration_s": round(self.audio_duration_s, 3),
+            "audio_bit_rate": a.bit_rate,
         }
+
+
+def summary_info(summary: Any, *, max_duration_s: float) -> MediaInfo | None:
+    """The MediaInfo a `MediaInfo.summary()` describes, when it is complete and passes the rules; else None.
+
+    Only the first audio stream (the one a conversion uses) is described; `audio` holds just it.
+    Summaries written before `audio_duration_s` was recorded are incomplete (None).
+    """
+    if not isinstance(summary, Mapping):
+        return None
+    fmt, codec = summary.get("format"), summary.get("audio_codec")
+    duration, audio_duration = _float(summary.get("duration_s")), _float(summary.get("audio_duration_s"))
+    streams = summary.get("audio_streams")
+    if (not isinstance(fmt, str) or fmt not in ALLOWED_DEMUXERS or not isinstance(codec, str) or not codec
+            or duration is None or not 0 < duration <= max_duration_s
+            or audio_duration is None or audio_duration <= 0
+            or isinstance(streams, bool) or not isinstance(streams, int) or streams < 1):
+        return None
+    has_video = summary.get("has_video")
+    return MediaInfo(
+        format_name=fmt,
+        duration_s=duration,
+        audio=(AudioStream(index=0, codec=codec, channels=_int(summary.get("audio_channels")),
+                           sample_rate=_int(summary.get("audio_sample_rate")), duration_s=audio_duration,
+                           bit_rate=_int(summary.get("audio_bit_rate"))),),
+        has_video=has_video if isinstance(has_video, bool) else True,
+    )
 
 
 def probe(
