@@ -100,3 +100,14 @@ def test_demuxer_name_and_kbps() -> None:
     assert demuxer_name("wav") == "wav"
     assert kbps_label(191_987) == "192k"
     assert kbps_label(10) == "1k"
+
+
+def test_streamed_input_keeps_every_guard() -> None:
+    p = plan(info(fmt="matroska,webm"), source=None)
+    argv = p.argv
+    i = argv.index("-i")
+    assert argv[i + 1] == "pipe:0"
+    assert option(argv, "-protocol_whitelist") == "file,pipe" and argv.index("-protocol_whitelist") < i
+    assert option(argv, "-f") == "matroska" and argv.index("-f") < i  # forced, never guessed from a pipe
+    assert {"-xerror", "-nostdin"} <= set(argv) and argv.index("-t") < i
+    assert argv[-1] == "file:/tmp/w/audio.mp3"  # the output stays a file: its length header is written
