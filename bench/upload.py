@@ -153,17 +153,12 @@ class Sampler(threading.Thread):
             time.sleep(self.interval_s)
 
 
-def chmod_layers() -> None:
-    """MiniStack 1.5.33's warm workers extract layers with ZipFile.extractall, which drops the +x
-    bits (ministack/core/lambda_runtime.py); restore them so ffprobe can run. Remove once fixed."""
-    for binary in WORKERS.glob("*UploadFunction*/layer_*/bin/*"):
-        binary.chmod(0o755)
 
 
 # --- main ------------------------------------------------------------------------------------------
 
 
-def bench(api: str, size_mib: float, runs: int, fix_layers: bool, work: Path) -> dict[str, Any]:
+def bench(api: str, size_mib: float, runs: int, work: Path) -> dict[str, Any]:
     token = make_user(api)
     auth = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
     wav = make_wav(work / "bench.wav", int(size_mib * MIB))
@@ -173,8 +168,6 @@ def bench(api: str, size_mib: float, runs: int, fix_layers: bool, work: Path) ->
 
     status, _, _ = request("GET", api + "/videos", headers=auth)  # a warm worker before measuring
     assert status == 200, status
-    if fix_layers:
-        chmod_layers()
     results: list[dict[str, Any]] = []
     job_ids = []
     for i in range(runs):
@@ -225,8 +218,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size-mib", type=float, default=50.0)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--api-url", help="the stage URL (default: the running `make run`, else start one)")
-    parser.add_argument("--fix-layer-modes", action="store_true",
-                        help="restore +x on the upload worker's extracted ffmpeg layer (MiniStack 1.5.33 bug)")
     args = parser.parse_args(argv)
 
     import tempfile
@@ -244,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         api = local.start(say=say)
     try:
         with tempfile.TemporaryDirectory(prefix="vid2mp3-bench-") as work:
-            report = bench(api.rstrip("/"), args.size_mib, args.runs, args.fix_layer_modes, Path(work))
+            report = bench(api.rstrip("/"), args.size_mib, args.runs, Path(work))
     finally:
         if local is not None:
             local.stop()
