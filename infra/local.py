@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.exceptions
 
 from infra import build as builder
 from infra import deploy as deployer
@@ -22,6 +23,8 @@ from infra.aws import CREDENTIALS, REGION
 from infra.bridge import BridgeError
 from infra.emulator import Emulator
 from infra.services import LocalServices, ResolvedServices, ServiceError
+from vid2mp3.errors import ConfigError
+from vid2mp3.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR = ROOT / ".vid2mp3"
@@ -73,6 +76,7 @@ class LocalRun:
     def start(self, say: Any = print) -> str:
         started = time.monotonic()
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        load_settings(self.environ)  # every variable checked before anything starts (ConfigError)
         secret = jwt_secret(self.state_dir, self.environ)
         self.resolved = self.services.start()
         for line in self.resolved.origins:
@@ -176,8 +180,12 @@ def run(environ: Mapping[str, str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted; stopping ...", flush=True)
         return 130
-    except (ServiceError, BridgeError) as exc:
+    except (ServiceError, BridgeError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (botocore.exceptions.ClientError, botocore.exceptions.WaiterError) as exc:
+        print(f"error: deploying to the emulator failed: {exc} (see .vid2mp3/logs/emulator.log)",
+              file=sys.stderr)
         return 1
     finally:
         local.stop()
