@@ -204,14 +204,17 @@ def sha256_of(path: Path) -> str:
 
 
 def _run(cmd: list[str], what: str, cwd: Path | None = None) -> None:
-    log(f"$ {' '.join(cmd)}")
+    """Run a registry client quietly; its output is shown only when it fails."""
+    log(what)
     try:
-        proc = subprocess.run(cmd, cwd=cwd, check=False, timeout=SUBPROCESS_TIMEOUT, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(cmd, cwd=cwd, check=False, timeout=SUBPROCESS_TIMEOUT, stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True)
     except FileNotFoundError as exc:
         raise BuildError(f"{what}: {cmd[0]} is not installed ({exc})") from exc
     except subprocess.TimeoutExpired as exc:
         raise BuildError(f"{what}: {cmd[0]} gave no result within {SUBPROCESS_TIMEOUT} s") from exc
     if proc.returncode != 0:
+        sys.stderr.write(f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}")
         raise BuildError(f"{what}: {cmd[0]} exited with status {proc.returncode}")
 
 
