@@ -28,7 +28,6 @@ import argparse
 import json
 import logging
 import os
-import secrets
 import signal
 import sys
 import threading
@@ -56,6 +55,8 @@ from infra.bridge import (
     mappings_for_stack,
 )
 from infra.local import PASSTHROUGH
+from infra.local import jwt_secret as local_jwt_secret
+from infra.services import ServiceError
 from vid2mp3.db.migrate import apply_migrations
 from vid2mp3.errors import ConfigError
 from vid2mp3.settings import load_settings
@@ -76,19 +77,14 @@ def say(line: str) -> None:
 
 def jwt_secret(environ: Mapping[str, str], state_dir: Path) -> str:
     """JWT_SECRET when set; else a generated development secret kept in `state_dir` (with a warning)."""
-    given = environ.get("JWT_SECRET", "")
-    if given:
-        if len(given.encode()) < 32:
-            raise EntryError("JWT_SECRET: must be at least 32 bytes long")
-        return given
-    path = state_dir / "jwt-secret"
-    if not path.exists():
-        state_dir.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(48))
-    say(f"WARNING: JWT_SECRET is not set; using a generated development secret kept in {path}. "
-        "Set JWT_SECRET (e.g. in .env) for anything but local development.")
-    return path.read_text().strip()
+    try:
+        secret = local_jwt_secret(state_dir, environ)
+    except ServiceError as exc:
+        raise EntryError(str(exc)) from None
+    if not environ.get("JWT_SECRET"):
+        say(f"WARNING: JWT_SECRET is not set; using a generated development secret kept in {state_dir}. "
+            "Set JWT_SECRET (e.g. in .env) for anything but local development.")
+    return secret
 
 
 def parameters(environ: Mapping[str, str], secret: str) -> dict[str, str]:

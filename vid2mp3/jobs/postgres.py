@@ -168,14 +168,22 @@ class PostgresJobRepository:
         return [_job(r) for r in rows]
 
     def claim_unpublished(self, older_than_s: float, limit: int = 100) -> list[Job]:
-        # SKIP LOCKED: a concurrent re-drive takes other rows instead of waiting for these; the
-        # publish_attempted_at stamp keeps a later run from taking them again for `older_than_s`.
+        # The publish_attempted_at stamp keeps a later run from taking them again for `older_than_s`.
+        return self._claim("status = 'queued' AND published_at IS NULL", "created_at",
+                           "publish_attempted_at", older_than_s, limit,
+                           also_set="publish_attempts = publish_attempts + 1, ")
+
+    def _claim(self, where: str, age_column: str, stamp_column: str, older_than_s: float, limit: int,
+               also_set: str = "") -> list[Job]:
+        """Rows matching `where`, older than `older_than_s` by `age_column` and not claimed within that
+        time, stamped in one UPDATE. SKIP LOCKED: a concurrent re-drive takes other rows instead of
+        waiting for these."""
         rows = self._all(
-            "UPDATE jobs SET publish_attempts = publish_attempts + 1, publish_attempted_at = now() "  # noqa: S608
-            "WHERE id IN (SELECT id FROM jobs WHERE status = 'queued' AND published_at IS NULL "
-            f"AND {_LIVE} AND created_at < now() - make_interval(secs => %s) "
-            "AND (publish_attempted_at IS NULL OR publish_attempted_at < now() - make_interval(secs => %s)) "
-            "ORDER BY created_at LIMIT %s FOR UPDATE SKIP LOCKED) "
+            f"UPDATE jobs SET {also_set}{stamp_column} = now() "  # noqa: S608 - fixed column names only
+            f"WHERE id IN (SELECT id FROM jobs WHERE {where} AND {_LIVE} "
+            f"AND {age_column} < now() - make_interval(secs => %s) "
+            f"AND ({stamp_column} IS NULL OR {stamp_column} < now() - make_interval(secs => %s)) "
+            f"ORDER BY {age_column} LIMIT %s FOR UPDATE SKIP LOCKED) "
             f"RETURNING {_COLUMNS}",
             (float(older_than_s), float(older_than_s), limit),
         )
@@ -241,16 +249,8 @@ class PostgresJobRepository:
                   "RETURNING id", (jid,))
 
     def claim_unpublished_events(self, older_than_s: float, limit: int = 100) -> list[Job]:
-        rows = self._all(
-            "UPDATE jobs SET event_attempted_at = now() "  # noqa: S608
-            "WHERE id IN (SELECT id FROM jobs WHERE status IN ('done', 'failed') AND event_published_at IS NULL "
-            f"AND {_LIVE} AND finished_at < now() - make_interval(secs => %s) "
-            "AND (event_attempted_at IS NULL OR event_attempted_at < now() - make_interval(secs => %s)) "
-            "ORDER BY finished_at LIMIT %s FOR UPDATE SKIP LOCKED) "
-            f"RETURNING {_COLUMNS}",
-            (float(older_than_s), float(older_than_s), limit),
-        )
-        return sorted((_job(r) for r in rows), key=lambda j: (j.updated_at, j.id))
+        return self._claim("status IN ('done', 'failed') AND event_published_at IS NULL", "finished_at",
+                           "event_attempted_at", older_than_s, limit)
 
     # --- DELETE ------------------------------------------------------------------------------------
 
