@@ -8,7 +8,7 @@ with the ffmpeg layer's ffmpeg (a real media file, so the upload goes all the wa
 ffprobe, GridFS, PostgreSQL, RabbitMQ); each run POSTs it to /videos and times the request.
 
 Peak RSS is read from the worker process MiniStack runs the upload function in (the process whose
-working directory is under .vid2mp3/emulator/tmp and names UploadFunction): its VmHWM is reset
+working directory is under .vid2mp3/emulator/tmp-<port> and names UploadFunction): its VmHWM is reset
 before each run (/proc/<pid>/clear_refs, "5") and read after it, and VmRSS is sampled meanwhile.
 The numbers include the emulator's own share of the work (the event, with the body base64-encoded,
 is built by MiniStack and handed to the worker): the worker's peak is what Lambda would bill as
@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 STATE = ROOT / ".vid2mp3"
 LAYER = STATE / "build" / "layers" / "ffmpeg"
-WORKERS = STATE / "emulator" / "tmp"
+WORKERS = STATE / "emulator" / "tmp-"  # + the emulator port
 PASSWORD = "bench password, long enough"
 MIB = 1024 * 1024
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import urllib.error
@@ -60,7 +61,10 @@ class Emulator:
                 "EMULATOR_PORT", f"port {self.port} is already in use; stop what runs there or choose a free port"
             )
         venv = ensure_venv(self.state_dir)
-        tmp = self.state_dir / "emulator" / "tmp"
+        # MiniStack extracts every function's code and layers under TMPDIR and never removes them
+        # (the ffmpeg layer alone is 150 MB a copy): one directory per emulator, emptied on start and stop.
+        tmp = self._tmp
+        shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True, exist_ok=True)
         # A clean environment: Lambda workers inherit it, and must see only what the template sets.
         env = {
@@ -89,7 +93,12 @@ class Emulator:
         except (urllib.error.URLError, OSError):
             return False
 
+    @property
+    def _tmp(self) -> Path:
+        return self.state_dir / "emulator" / f"tmp-{self.port}"
+
     def stop(self) -> None:
         if self._proc is not None:
             procs.stop_group(self._proc)
             self._proc = None
+            shutil.rmtree(self._tmp, ignore_errors=True)
