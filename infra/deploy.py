@@ -50,6 +50,9 @@ def zip_directory(directory: Path, cache: Path) -> Path:
                 while chunk := src.read(1 << 20):
                     dst.write(chunk)
     partial.rename(target)
+    for stale in cache.glob(f"{directory.name}-*.zip"):  # earlier builds of the same directory
+        if stale != target:
+            stale.unlink(missing_ok=True)
     return target
 
 
