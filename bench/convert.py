@@ -242,7 +242,7 @@ def _load_app() -> Any:
 def worker(config: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
     """Runs in its own process: bootstrap, warm the connections (a warm invocation), invoke, measure."""
     import vid2mp3.convert.service as service_module
-    from vid2mp3.convert.bootstrap import bootstrap_convert
+    from vid2mp3.bootstrap import bootstrap_convert
     from vid2mp3.log import get_logger
     from vid2mp3.settings import load_settings
 

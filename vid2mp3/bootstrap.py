@@ -1,8 +1,13 @@
-"""Build every dependency once per cold start; each can be handed in (a fake, in tests)."""
+"""Build every dependency once per cold start; each can be handed in (a fake, in tests).
+
+`bootstrap` builds the shared adapters; `bootstrap_auth`, `bootstrap_upload`, `bootstrap_convert` and
+`bootstrap_notify` build what each function needs on top, with a production default for everything
+not given. Function entry points call one of these on their first event, never at import time.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from vid2mp3.db.postgres import Postgres
@@ -98,4 +103,112 @@ def bootstrap_auth(
         hasher=hasher or Argon2PasswordHasher(),
         tokens=tokens,
         clock=clock,
+    )
+
+
+# --- upload function (and its scheduled re-drive) --------------------------------------------------
+
+if TYPE_CHECKING:
+    from datetime import datetime
+    from pathlib import Path
+    from typing import Any
+
+    from aws_lambda_powertools import Logger
+
+    from vid2mp3.convert.lock import JobLock
+    from vid2mp3.convert.service import Converter
+    from vid2mp3.jobs import JobRepository
+    from vid2mp3.jobs.service import JobsDeps
+    from vid2mp3.mail import Mailer
+    from vid2mp3.notify.records import NotificationLog
+    from vid2mp3.notify.service import NotifyDeps
+
+
+def bootstrap_upload(
+    deps: Deps | None = None,
+    *,
+    logger: Logger,
+    jobs: JobRepository | None = None,
+    ffprobe: str | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> JobsDeps:
+    """The upload function's dependencies on top of the shared ones; PostgreSQL jobs unless given."""
+    from vid2mp3.jobs.postgres import PostgresJobRepository
+    from vid2mp3.jobs.service import JobsDeps, media_prober
+
+    deps = deps or bootstrap()
+    built = JobsDeps(settings=deps.settings, jobs=jobs or PostgresJobRepository(deps.db), store=deps.store,
+                     publisher=deps.publisher, logger=logger, probe=media_prober(deps.settings, ffprobe))
+    return built if clock is None else replace(built, clock=clock)
+
+
+# --- convert function ------------------------------------------------------------------------------
+
+
+def bootstrap_convert(
+    settings: Settings | None = None,
+    *,
+    deps: Deps | None = None,
+    jobs: JobRepository | None = None,
+    lock: JobLock | None = None,
+    work_root: Path | None = None,
+    logger: Any = None,
+    delivery_limit: int | None = None,
+) -> Converter:
+    """Production defaults (PostgreSQL, GridFS, RabbitMQ, the layer's ffmpeg) for what is not given.
+
+    A missing ffmpeg/ffprobe raises FileNotFoundError naming where it looked: a deployment fault.
+    """
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from vid2mp3.convert.lock import PostgresJobLock
+    from vid2mp3.convert.service import Converter
+    from vid2mp3.jobs.postgres import PostgresJobRepository
+    from vid2mp3.media.binaries import find_ffmpeg, find_ffprobe
+    from vid2mp3.queue.topology import DEFAULT_DELIVERY_LIMIT
+
+    deps = deps or bootstrap(settings)
+    settings = deps.settings
+    converter = Converter(
+        jobs=jobs or PostgresJobRepository(deps.db),
+        store=deps.store,
+        publisher=deps.publisher,
+        lock=lock or PostgresJobLock(settings.database_url),
+        ffmpeg=find_ffmpeg(settings.ffmpeg_path, os.environ),
+        ffprobe=find_ffprobe(settings.ffprobe_path, os.environ),
+        work_root=work_root or Path(tempfile.gettempdir()),
+        max_duration_s=float(settings.max_duration_seconds),
+        delivery_limit=delivery_limit or DEFAULT_DELIVERY_LIMIT,
+    )
+    if logger is not None:
+        converter.logger = logger
+    return converter
+
+
+# --- notify function -------------------------------------------------------------------------------
+
+
+def bootstrap_notify(
+    settings: Settings | None = None,
+    *,
+    db: Postgres | None = None,
+    records: NotificationLog | None = None,
+    mailer: Mailer | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> NotifyDeps:
+    """The notify function's dependencies; production defaults (PostgreSQL, SMTP) for what is not given."""
+    from datetime import UTC, datetime
+
+    from vid2mp3.mail.smtp import SmtpMailer
+    from vid2mp3.notify.records import PostgresNotificationLog
+    from vid2mp3.notify.service import NotifyDeps
+
+    settings = settings or load_settings()
+    return NotifyDeps(
+        settings=settings,
+        records=records or PostgresNotificationLog(db or Postgres(settings.database_url)),  # lazy connect
+        mailer=mailer or SmtpMailer.from_settings(settings),
+        clock=clock or (lambda: datetime.now(UTC)),
     )

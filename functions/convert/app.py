@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from vid2mp3.convert.bootstrap import bootstrap_convert
+from vid2mp3.bootstrap import bootstrap_convert
 from vid2mp3.convert.events import deliveries
 from vid2mp3.convert.service import Converter
 from vid2mp3.log import get_logger

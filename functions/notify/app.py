@@ -13,12 +13,13 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from vid2mp3.bootstrap import bootstrap_notify
 from vid2mp3.errors import DependencyUnavailable
 from vid2mp3.log import get_logger
 from vid2mp3.mail import MailerMisconfigured
 from vid2mp3.notify import InvalidEvent
 from vid2mp3.notify.events import parse_notification, rmq_messages
-from vid2mp3.notify.service import NotifyDeps, bootstrap_notify, notify
+from vid2mp3.notify.service import NotifyDeps, notify
 
 logger = get_logger("notify")
 _deps: NotifyDeps | None = None

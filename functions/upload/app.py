@@ -8,7 +8,7 @@ from chalice.app import Request, Response
 
 from vid2mp3.api import correlation_id, create_app, json_response, route
 from vid2mp3.auth.service import Identity, identity_from_authorizer
-from vid2mp3.bootstrap import Deps, bootstrap
+from vid2mp3.bootstrap import Deps, bootstrap, bootstrap_upload
 from vid2mp3.errors import InvalidInput
 from vid2mp3.health import check_health
 from vid2mp3.jobs import service
@@ -32,7 +32,7 @@ def deps() -> Deps:
 def jobs() -> service.JobsDeps:
     global _jobs
     if _jobs is None:
-        _jobs = service.jobs_deps(deps(), logger=logger)
+        _jobs = bootstrap_upload(deps(), logger=logger)
     return _jobs
 
 

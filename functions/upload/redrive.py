@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vid2mp3.bootstrap import bootstrap
+from vid2mp3.bootstrap import bootstrap_upload
 from vid2mp3.jobs import service
 from vid2mp3.log import get_logger
 
@@ -20,7 +20,7 @@ def jobs() -> service.JobsDeps:
     """Bootstrapped on the first event of a cold start, then reused."""
     global _jobs
     if _jobs is None:
-        _jobs = service.jobs_deps(bootstrap(), logger=logger)
+        _jobs = bootstrap_upload(logger=logger)
     return _jobs
 
 

@@ -27,11 +27,12 @@ from aiosmtpd.controller import Controller
 
 from infra import procs
 from infra.bridge import Message, build_rmq_event
+from vid2mp3.bootstrap import bootstrap_notify
 from vid2mp3.db.postgres import Postgres
 from vid2mp3.errors import DependencyUnavailable
 from vid2mp3.jobs import Job, Mp3Info, completed_event, failed_event
 from vid2mp3.notify.records import PostgresNotificationLog
-from vid2mp3.notify.service import NotifyDeps, bootstrap_notify
+from vid2mp3.notify.service import NotifyDeps
 from vid2mp3.settings import load_settings
 
 pytestmark = pytest.mark.integration

@@ -12,12 +12,13 @@ from types import ModuleType, SimpleNamespace
 import pytest
 
 from infra.bridge import Message, build_rmq_event
+from vid2mp3.bootstrap import bootstrap_notify
 from vid2mp3.errors import DependencyUnavailable
 from vid2mp3.jobs import Job, Mp3Info, completed_event, failed_event
 from vid2mp3.mail import TransientMailError
 from vid2mp3.mail.memory import MemoryMailer
 from vid2mp3.notify.memory import MemoryNotificationLog
-from vid2mp3.notify.service import NotifyDeps, bootstrap_notify
+from vid2mp3.notify.service import NotifyDeps
 from vid2mp3.settings import load_settings
 
 APP_PY = Path(__file__).resolve().parents[2] / "functions" / "notify" / "app.py"

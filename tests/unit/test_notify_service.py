@@ -9,12 +9,13 @@ from datetime import UTC, datetime
 
 import pytest
 
+from vid2mp3.bootstrap import bootstrap_notify
 from vid2mp3.errors import DependencyUnavailable
 from vid2mp3.mail import MailerMisconfigured, TransientMailError, UndeliverableRecipient
 from vid2mp3.mail.memory import MemoryMailer
 from vid2mp3.notify import Completed, Failed
 from vid2mp3.notify.memory import MemoryNotificationLog
-from vid2mp3.notify.service import NotifyDeps, Outcome, bootstrap_notify, notify
+from vid2mp3.notify.service import NotifyDeps, Outcome, notify
 from vid2mp3.settings import load_settings
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)

@@ -47,7 +47,6 @@ from vid2mp3.settings import BITRATES, Settings
 if TYPE_CHECKING:
     from aws_lambda_powertools import Logger
 
-    from vid2mp3.bootstrap import Deps
 
 __all__ = [
     "DEFAULT_BITRATE",
@@ -64,7 +63,6 @@ __all__ = [
     "download_mp3",
     "encode_cursor",
     "get_video",
-    "jobs_deps",
     "list_videos",
     "media_prober",
     "parse_bitrate",
@@ -127,23 +125,6 @@ class JobsDeps:
     queue: str = VIDEO_CONVERSION_QUEUE  # where conversion messages go (tests use a private one)
     completed_queue: str = CONVERSION_COMPLETED_QUEUE  # where the re-drive republishes finished-job events
     failed_queue: str = CONVERSION_FAILED_QUEUE
-
-
-def jobs_deps(
-    deps: Deps,
-    *,
-    logger: Logger,
-    jobs: JobRepository | None = None,
-    ffprobe: str | None = None,
-    clock: Callable[[], datetime] | None = None,
-) -> JobsDeps:
-    """The upload function's dependencies from the shared ones; PostgreSQL jobs unless given."""
-    if jobs is None:
-        from vid2mp3.jobs.postgres import PostgresJobRepository
-
-        jobs = PostgresJobRepository(deps.db)
-    return JobsDeps(settings=deps.settings, jobs=jobs, store=deps.store, publisher=deps.publisher,
-                    logger=logger, probe=media_prober(deps.settings, ffprobe), clock=clock or _utcnow)
 
 
 def media_prober(settings: Settings, ffprobe: str | None = None) -> Callable[[Path], MediaInfo]:

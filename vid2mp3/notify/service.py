@@ -18,16 +18,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from email.utils import make_msgid
 from enum import StrEnum
 
-from vid2mp3.db.postgres import Postgres
 from vid2mp3.mail import Mailer, MailError, UndeliverableRecipient, sender_domain
 from vid2mp3.notify import Notification
 from vid2mp3.notify.compose import InvalidRecipient, compose
 from vid2mp3.notify.records import NotificationLog
-from vid2mp3.settings import Settings, load_settings
+from vid2mp3.settings import Settings
 
 DEFAULT_MESSAGE_ID_DOMAIN = "vid2mp3.local"
 
@@ -44,28 +43,6 @@ class NotifyDeps:
     records: NotificationLog
     mailer: Mailer
     clock: Callable[[], datetime]
-
-
-def bootstrap_notify(
-    settings: Settings | None = None,
-    *,
-    db: Postgres | None = None,
-    records: NotificationLog | None = None,
-    mailer: Mailer | None = None,
-    clock: Callable[[], datetime] | None = None,
-) -> NotifyDeps:
-    """The notify function's dependencies; production defaults (PostgreSQL, SMTP) for what is not given."""
-    settings = settings or load_settings()
-    if records is None:
-        from vid2mp3.notify.records import PostgresNotificationLog
-
-        records = PostgresNotificationLog(db or Postgres(settings.database_url))  # connects on first use
-    if mailer is None:
-        from vid2mp3.mail.smtp import SmtpMailer
-
-        mailer = SmtpMailer.from_settings(settings)
-    return NotifyDeps(settings=settings, records=records, mailer=mailer,
-                      clock=clock or (lambda: datetime.now(UTC)))
 
 
 def notify(notification: Notification, deps: NotifyDeps) -> Outcome:
