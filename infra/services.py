@@ -368,6 +368,16 @@ class ManagedProcess:
 
 def _wait_ready(source: str, what: str, server: ManagedProcess, ready: Callable[[], bool],
                 timeout: float) -> None:
+    """Wait until `ready()`; a server that exits or does not answer in time is stopped, then reported."""
+    try:
+        _wait_until_ready(source, what, server, ready, timeout)
+    except BaseException:
+        server.stop()
+        raise
+
+
+def _wait_until_ready(source: str, what: str, server: ManagedProcess, ready: Callable[[], bool],
+                      timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
         code = server.proc.poll()
@@ -518,11 +528,7 @@ def start_embedded_postgres(data_dir: Path, log_file: Path, *, port: int | None 
             return False
         return True
 
-    try:
-        _wait_ready("postgres", "the embedded PostgreSQL", server, ready, timeout)
-    except BaseException:
-        server.stop()
-        raise
+    _wait_ready("postgres", "the embedded PostgreSQL", server, ready, timeout)
     return server
 
 
@@ -594,11 +600,7 @@ def start_secantusdb(storage_dir: Path, log_file: Path, *, port: int | None = No
             return False
         return True
 
-    try:
-        _wait_ready("mongodb", "the embedded SecantusDB", server, ready, timeout)
-    except BaseException:
-        server.stop()
-        raise
+    _wait_ready("mongodb", "the embedded SecantusDB", server, ready, timeout)
     return server
 
 
@@ -768,11 +770,7 @@ def start_rabbitmq_server(data_dir: Path, log_file: Path, *, executable: str = "
     def ready() -> bool:
         return procs.port_open(port) and _amqp_probe(server.url, 2.0) is None
 
-    try:
-        _wait_ready("rabbitmq", "rabbitmq-server", server, ready, timeout)
-    except BaseException:
-        server.stop()
-        raise
+    _wait_ready("rabbitmq", "rabbitmq-server", server, ready, timeout)
     server.beam_pid = _read_pid(pidfile)
     return server
 
