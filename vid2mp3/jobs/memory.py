@@ -6,6 +6,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from vid2mp3.errors import Conflict, DependencyUnavailable
 from vid2mp3.jobs import Job, Mp3Info
@@ -111,16 +112,22 @@ class InMemoryJobRepository:
                 r.publish_attempted_at = now
             return [r.job for r in claimed]
 
-    def start_conversion(self, job_id: str) -> Job | None:
+    def _from_open(self, job_id: str, *, finishes: bool, **changes: Any) -> Job | None:
+        """Apply `changes` to a live queued/converting job, as the PostgreSQL adapter's single UPDATE;
+        None when the job is gone or already finished. A delivered job counts as published."""
         with self._lock:
             self._check()
             row = self._live(job_id)
             if row is None or row.job.status not in _OPEN:
                 return None
             now = self.clock()
-            row.job = replace(row.job, status="converting", progress=0, updated_at=now,
-                              published_at=row.job.published_at or now)
+            row.job = replace(row.job, updated_at=now, published_at=row.job.published_at or now, **changes)
+            if finishes:
+                row.finished_at = now
             return row.job
+
+    def start_conversion(self, job_id: str) -> Job | None:
+        return self._from_open(job_id, finishes=False, status="converting", progress=0)
 
     def set_progress(self, job_id: str, progress: int) -> None:
         with self._lock:
@@ -130,28 +137,12 @@ class InMemoryJobRepository:
                 row.job = replace(row.job, progress=max(0, min(100, int(progress))), updated_at=self.clock())
 
     def mark_done(self, job_id: str, mp3: Mp3Info) -> bool:
-        with self._lock:
-            self._check()
-            row = self._live(job_id)
-            if row is None or row.job.status not in _OPEN:
-                return False
-            now = self.clock()
-            row.job = replace(row.job, status="done", progress=100, mp3=mp3, error_code=None,
-                              error_message=None, updated_at=now, published_at=row.job.published_at or now)
-            row.finished_at = now
-            return True
+        return self._from_open(job_id, finishes=True, status="done", progress=100, mp3=mp3, error_code=None,
+                               error_message=None) is not None
 
     def mark_failed(self, job_id: str, code: str, message: str) -> bool:
-        with self._lock:
-            self._check()
-            row = self._live(job_id)
-            if row is None or row.job.status not in _OPEN:
-                return False
-            now = self.clock()
-            row.job = replace(row.job, status="failed", error_code=code, error_message=message,
-                              updated_at=now, published_at=row.job.published_at or now)
-            row.finished_at = now
-            return True
+        return self._from_open(job_id, finishes=True, status="failed", error_code=code,
+                               error_message=message) is not None
 
     def mark_event_published(self, job_id: str) -> None:
         with self._lock:

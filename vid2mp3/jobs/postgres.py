@@ -191,18 +191,23 @@ class PostgresJobRepository:
 
     # --- transitions by the convert function ---------------------------------------------------------
 
-    def start_conversion(self, job_id: str) -> Job | None:
+    def _from_open(self, job_id: str, assignments: str, params: tuple[Any, ...]) -> Job | None:
+        """One UPDATE of a live queued/converting job (`assignments` are fixed SQL with %s for
+        `params`); None when the job is gone or already finished. A delivered message was published,
+        whatever its confirm said: the re-drive must not repeat it."""
         jid = parse_uuid(job_id)
         if jid is None:
             return None
-        # A delivered message was published, whatever its confirm said: the re-drive must not repeat it.
         row = self._one(
-            "UPDATE jobs SET status = 'converting', progress = 0, started_at = now(), updated_at = now(), "  # noqa: S608
+            f"UPDATE jobs SET {assignments}, updated_at = now(), "  # noqa: S608 - fixed SQL only
             "published_at = coalesce(published_at, now()) "
             f"WHERE id = %s AND {_OPEN} AND {_LIVE} RETURNING {_COLUMNS}",
-            (jid,),
+            (*params, jid),
         )
         return _job(row) if row is not None else None
+
+    def start_conversion(self, job_id: str) -> Job | None:
+        return self._from_open(job_id, "status = 'converting', progress = 0, started_at = now()", ())
 
     def set_progress(self, job_id: str, progress: int) -> None:
         jid = parse_uuid(job_id)
@@ -215,29 +220,17 @@ class PostgresJobRepository:
         )
 
     def mark_done(self, job_id: str, mp3: Mp3Info) -> bool:
-        jid = parse_uuid(job_id)
-        if jid is None:
-            return False
-        row = self._one(
-            "UPDATE jobs SET status = 'done', progress = 100, mp3_id = %s, mp3_size = %s, "  # noqa: S608
-            "mp3_duration_s = %s, mp3_bitrate = %s, error_code = NULL, error_message = NULL, "
-            "finished_at = now(), updated_at = now(), published_at = coalesce(published_at, now()) "
-            f"WHERE id = %s AND {_OPEN} AND {_LIVE} RETURNING id",
-            (mp3.object_id, mp3.size, mp3.duration_s, mp3.bitrate, jid),
-        )
-        return row is not None
+        return self._from_open(
+            job_id,
+            "status = 'done', progress = 100, mp3_id = %s, mp3_size = %s, mp3_duration_s = %s, "
+            "mp3_bitrate = %s, error_code = NULL, error_message = NULL, finished_at = now()",
+            (mp3.object_id, mp3.size, mp3.duration_s, mp3.bitrate),
+        ) is not None
 
     def mark_failed(self, job_id: str, code: str, message: str) -> bool:
-        jid = parse_uuid(job_id)
-        if jid is None:
-            return False
-        row = self._one(
-            "UPDATE jobs SET status = 'failed', error_code = %s, error_message = %s, "  # noqa: S608
-            "finished_at = now(), updated_at = now(), published_at = coalesce(published_at, now()) "
-            f"WHERE id = %s AND {_OPEN} AND {_LIVE} RETURNING id",
-            (code, message, jid),
-        )
-        return row is not None
+        return self._from_open(
+            job_id, "status = 'failed', error_code = %s, error_message = %s, finished_at = now()", (code, message)
+        ) is not None
 
     # --- the event outbox ---------------------------------------------------------------------------
 
