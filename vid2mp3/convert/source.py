@@ -244,10 +244,7 @@ class ReadAhead:
         except BaseException as exc:
             self._error = exc
         finally:
-            close = getattr(self._source, "close", None)
-            if callable(close):
-                with contextlib.suppress(Exception):
-                    close()
+            _close_quietly(self._source)
             with self._changed:
                 self._done = True
                 self._changed.notify_all()
@@ -316,10 +313,7 @@ class Prefetch:
         except BaseException as exc:
             self._error = exc
         finally:
-            close = getattr(self._source, "close", None)
-            if callable(close):
-                with contextlib.suppress(Exception):
-                    close()
+            _close_quietly(self._source)
             self._put(None)
 
     def chunks(self) -> Iterator[bytes]:
@@ -330,3 +324,11 @@ class Prefetch:
                     raise self._error
                 return
             yield item
+
+
+def _close_quietly(source: object) -> None:
+    """Close a chunk iterator (a GridFS read) if it can be; a failure to close changes nothing."""
+    close = getattr(source, "close", None)
+    if callable(close):
+        with contextlib.suppress(Exception):
+            close()

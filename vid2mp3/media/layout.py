@@ -227,22 +227,22 @@ def _walk(moov: bytes, box: Box) -> Iterator[Box]:
             yield from _walk(moov, child)
 
 
-def _u32s(data: bytes, start: int, count: int) -> array[int]:
-    values = array("I", data[start:start + 4 * count])
+def _big_endian(typecode: str, data: bytes, start: int, count: int) -> array[int]:
+    values = array(typecode)
+    values.frombytes(data[start:start + values.itemsize * count])
     if len(values) != count:
         raise LayoutError("table shorter than its count")
     if sys.byteorder == "little":
         values.byteswap()
     return values
+
+
+def _u32s(data: bytes, start: int, count: int) -> array[int]:
+    return _big_endian("I", data, start, count)
 
 
 def _u64s(data: bytes, start: int, count: int) -> array[int]:
-    values = array("Q", data[start:start + 8 * count])
-    if len(values) != count:
-        raise LayoutError("table shorter than its count")
-    if sys.byteorder == "little":
-        values.byteswap()
-    return values
+    return _big_endian("Q", data, start, count)
 
 
 @dataclass(frozen=True)
