@@ -11,6 +11,7 @@ import json
 import subprocess
 import time
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,15 +35,22 @@ def binaries() -> tuple[str, str]:
     return find_ffmpeg(None, env, opt_dir="/nonexistent"), find_ffprobe(None, env, opt_dir="/nonexistent")
 
 
-@pytest.fixture(scope="module")
-def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def media_maker(directory: Path) -> Callable[..., Path]:
+    """`ff(name, *ffmpeg args)` writes `directory/name` with the layer's ffmpeg and returns its path."""
     ffmpeg, _ = binaries()
-    d = tmp_path_factory.mktemp("convert-e2e-media")
 
     def ff(name: str, *args: str) -> Path:
-        subprocess.run([ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args, str(d / name)],
-                       check=True, timeout=120)
-        return d / name
+        subprocess.run([ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args,
+                        str(directory / name)], check=True, timeout=120)
+        return directory / name
+
+    return ff
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("convert-e2e-media")
+    ff = media_maker(d)
 
     video = ["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"]
     tone = ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100,aformat=channel_layouts=stereo"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import email
 import email.policy
 import re
-import subprocess
 import time
 from email.message import EmailMessage
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 
 from tests.e2e.conftest import Stack
 from tests.e2e.test_auth_e2e import Api
-from tests.e2e.test_convert_e2e import TOLERANCE_S, User, audio_seconds, binaries, played_seconds
+from tests.e2e.test_convert_e2e import TOLERANCE_S, User, audio_seconds, media_maker, played_seconds
 
 pytestmark = pytest.mark.e2e
 
@@ -28,13 +27,7 @@ MAIL_TIMEOUT_S = 60.0
 
 @pytest.fixture(scope="module")
 def journey_media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    ffmpeg, _ = binaries()
-    d = tmp_path_factory.mktemp("journey-media")
-
-    def ff(name: str, *args: str) -> Path:
-        subprocess.run([ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args, str(d / name)],
-                       check=True, timeout=120)
-        return d / name
+    ff = media_maker(tmp_path_factory.mktemp("journey-media"))
 
     video = ["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"]
     tone = ["-f", "lavfi", "-i", "sine=frequency=330:sample_rate=48000,aformat=channel_layouts=stereo"]

@@ -35,6 +35,7 @@ from infra import procs
 from infra.bridge import LOGGER_NAME, Bridge, Mapping, lambda_client
 from infra.emulator import CREDENTIALS, REGION, Emulator, ensure_venv
 from infra.template_model import MQEventSource
+from tests.unit.test_bridge_event import AWS_EXAMPLE  # AWS's documented example event
 from vid2mp3.queue import topology
 
 pytestmark = pytest.mark.integration
@@ -43,45 +44,6 @@ ROOT = Path(__file__).resolve().parents[2]
 STATE = ROOT / ".vid2mp3"
 RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 BROKER_ARN = "arn:aws:mq:us-east-1:000000000000:broker:test-bridge:b-11111111-2222-3333-4444-555555555555"
-
-# The RabbitMQ example of "Using Lambda with Amazon MQ" (AWS Lambda Developer Guide,
-# https://docs.aws.amazon.com/lambda/latest/dg/with-mq.html), with the comma the page lacks after
-# "headers". tests/unit/test_bridge_event.py checks build_rmq_event against it value for value.
-AWS_EXAMPLE: dict[str, Any] = {
-    "eventSource": "aws:rmq",
-    "eventSourceArn": (
-        "arn:aws:mq:us-west-2:112556298976:broker:pizzaBroker:b-9bcfa592-423a-4942-879d-eb284b418fc8"
-    ),
-    "rmqMessagesByQueue": {
-        "pizzaQueue::/": [
-            {
-                "basicProperties": {
-                    "contentType": "text/plain",
-                    "contentEncoding": None,
-                    "headers": {
-                        "header1": {"bytes": [118, 97, 108, 117, 101, 49]},
-                        "header2": {"bytes": [118, 97, 108, 117, 101, 50]},
-                        "numberInHeader": 10,
-                    },
-                    "deliveryMode": 1,
-                    "priority": 34,
-                    "correlationId": None,
-                    "replyTo": None,
-                    "expiration": "60000",
-                    "messageId": None,
-                    "timestamp": "Jan 1, 1970, 12:33:41 AM",
-                    "type": None,
-                    "userId": "AIDACKCEVSQ6C2EXAMPLE",
-                    "appId": None,
-                    "clusterId": None,
-                    "bodySize": 80,
-                },
-                "redelivered": False,
-                "data": "eyJ0aW1lb3V0IjowLCJkYXRhIjoiQ1pybWYwR3c4T3Y0YnFMUXhENEUifQ==",
-            }
-        ]
-    },
-}
 
 HANDLER = textwrap.dedent('''
     import base64, json, os, time
