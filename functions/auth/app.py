@@ -11,6 +11,7 @@ from chalice.app import Request, Response
 
 from vid2mp3.api import create_app, json_response, route
 from vid2mp3.auth import service
+from vid2mp3.auth.identity import identity_from_authorizer
 from vid2mp3.auth.validation import json_object
 from vid2mp3.bootstrap import AuthDeps, bootstrap_auth
 from vid2mp3.log import get_logger
@@ -77,5 +78,5 @@ def login() -> Response:
 
 @route(app, "/auth/me", methods=["GET"])
 def me() -> Response:
-    identity = service.identity_from_authorizer((_request().context or {}).get("authorizer"))
+    identity = identity_from_authorizer((_request().context or {}).get("authorizer"))
     return json_response({"id": identity.user_id, "email": identity.email})

@@ -7,7 +7,7 @@ from typing import Any
 from chalice.app import Request, Response
 
 from vid2mp3.api import correlation_id, create_app, json_response, route
-from vid2mp3.auth.service import Identity, identity_from_authorizer
+from vid2mp3.auth.identity import Identity, identity_from_authorizer
 from vid2mp3.bootstrap import Deps, bootstrap, bootstrap_upload
 from vid2mp3.errors import InvalidInput
 from vid2mp3.health import check_health

@@ -22,7 +22,7 @@ import pika
 import pytest
 
 from tests.unit.test_upload_routes import multipart_body
-from vid2mp3.auth.service import Identity
+from vid2mp3.auth.identity import Identity
 from vid2mp3.db.postgres import Postgres
 from vid2mp3.errors import DependencyUnavailable, InvalidInput, PayloadTooLarge, Unprocessable, UnsupportedMedia
 from vid2mp3.jobs import Mp3Info, service

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from vid2mp3.auth import service
+from vid2mp3.auth.identity import Identity, identity_from_authorizer
 from vid2mp3.auth.passwords import Argon2PasswordHasher
 from vid2mp3.auth.throttle import InMemoryThrottleStore, LoginThrottle
 from vid2mp3.auth.tokens import TokenService
@@ -173,11 +174,11 @@ def test_invalid_login_bodies(deps: AuthDeps) -> None:
 
 
 def test_identity_from_the_authorizer_context() -> None:
-    identity = service.identity_from_authorizer(
+    identity = identity_from_authorizer(
         {"principalId": "u-1", "user_id": "u-1", "email": "a@example.com", "integrationLatency": 3}
     )
-    assert identity == service.Identity(user_id="u-1", email="a@example.com")
-    assert service.identity_from_authorizer({"principalId": "u-2", "email": "b@example.com"}).user_id == "u-2"
+    assert identity == Identity(user_id="u-1", email="a@example.com")
+    assert identity_from_authorizer({"principalId": "u-2", "email": "b@example.com"}).user_id == "u-2"
 
 
 @pytest.mark.parametrize(
@@ -185,7 +186,7 @@ def test_identity_from_the_authorizer_context() -> None:
 )
 def test_no_identity_without_an_authorizer_context(context: dict[str, object] | None) -> None:
     with pytest.raises(Unauthorized):
-        service.identity_from_authorizer(context)
+        identity_from_authorizer(context)
 
 
 def test_bootstrap_auth_refuses_to_start_without_a_jwt_secret() -> None:

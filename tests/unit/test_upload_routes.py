@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from vid2mp3.auth.service import Identity
+from vid2mp3.auth.identity import Identity
 from vid2mp3.bootstrap import bootstrap
 from vid2mp3.errors import Unprocessable, UnsupportedMedia
 from vid2mp3.jobs import Mp3Info, service

@@ -9,13 +9,11 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from vid2mp3.auth.identity import CONTEXT_EMAIL, CONTEXT_USER_ID
 from vid2mp3.auth.tokens import TokenService
 from vid2mp3.errors import Unauthorized
 
 POLICY_VERSION = "2012-10-17"
-# The keys our authorizer puts in its context; API Gateway adds `principalId` (the user id too).
-CONTEXT_USER_ID = "user_id"
-CONTEXT_EMAIL = "email"
 
 _BEARER = re.compile(r"\s*Bearer\s+(\S+)\s*", re.IGNORECASE)
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from vid2mp3.auth.passwords import PasswordHasher
-from vid2mp3.auth.policy import CONTEXT_EMAIL, CONTEXT_USER_ID
 from vid2mp3.auth.throttle import LoginThrottle
 from vid2mp3.auth.tokens import IssuedToken, TokenService
 from vid2mp3.auth.users import User, UserRepository
@@ -20,12 +18,6 @@ class LoginResult:
     user: User
     token: IssuedToken
     rehashed: bool  # the stored hash was upgraded to the current parameters
-
-
-@dataclass(frozen=True)
-class Identity:
-    user_id: str
-    email: str
 
 
 def invalid_credentials() -> Unauthorized:
@@ -73,11 +65,3 @@ def login(
     return LoginResult(user=user, token=tokens.issue(str(user.id), user.email), rehashed=rehashed)
 
 
-def identity_from_authorizer(context: Mapping[str, Any] | None) -> Identity:
-    """The caller, from `requestContext.authorizer` as API Gateway passes our authorizer's output."""
-    context = context or {}
-    user_id = context.get(CONTEXT_USER_ID) or context.get("principalId")
-    email = context.get(CONTEXT_EMAIL)
-    if not (isinstance(user_id, str) and user_id and isinstance(email, str) and email):
-        raise Unauthorized()
-    return Identity(user_id=user_id, email=email)

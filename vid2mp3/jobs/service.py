@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vid2mp3.auth.service import Identity
+from vid2mp3.auth.identity import Identity
 from vid2mp3.errors import (
     Conflict,
     DependencyUnavailable,
