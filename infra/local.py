@@ -57,6 +57,13 @@ def jwt_secret(state_dir: Path, environ: Mapping[str, str]) -> str:
     return path.read_text().strip()
 
 
+def rabbitmq_vhost(url: str) -> str:
+    """The virtual host an AMQP URL names ("/" when it names none), as pika reads it."""
+    import pika
+
+    return str(pika.URLParameters(url).virtual_host)
+
+
 class LocalRun:
     """Everything `make run` starts, in order, and stops in reverse order."""
 
@@ -94,6 +101,8 @@ class LocalRun:
             "SmtpHost": self.resolved.smtp_host,
             "SmtpPort": str(self.resolved.smtp_port),
             "JwtSecret": secret,
+            # The bridge consumes (and AWS's MQ mapping would) on the vhost the functions publish to.
+            "MQVirtualHost": rabbitmq_vhost(self.resolved.rabbitmq_url),
             **{param: self.environ[var] for var, param in PASSTHROUGH.items() if self.environ.get(var)},
         }
         self.api_url = self.deploy(say)
