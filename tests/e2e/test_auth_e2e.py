@@ -9,90 +9,22 @@ emulator takes the source IP from it, so per-IP throttling in one test does not 
 from __future__ import annotations
 
 import json
-import random
 import time
-import urllib.error
-import urllib.request
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
+from tests.support.api import PASSWORD, Api, new_email
 from vid2mp3.auth.tokens import TokenService
 
 pytestmark = pytest.mark.e2e
 
-PASSWORD = "correct horse battery staple"
-TIMEOUT = 60  # seconds: the first call of a cold function can be slow on the emulator
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]
-    raw: bytes
-    body: Any = field(init=False)
-
-    def __post_init__(self) -> None:
-        try:
-            self.body = json.loads(self.raw) if self.raw else None
-        except ValueError:
-            self.body = None
-
-    def error_code(self) -> str:
-        assert isinstance(self.body, dict) and set(self.body) == {"error"}, self.raw
-        assert set(self.body["error"]) == {"code", "message"}, self.raw
-        return str(self.body["error"]["code"])
-
-
-class Api:
-    def __init__(self, base_url: str) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.source_ip = f"10.{random.randrange(256)}.{random.randrange(256)}.{random.randrange(1, 255)}"
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        *,
-        raw: bytes | None = None,
-        headers: dict[str, str] | None = None,
-        token: str | None = None,
-    ) -> Reply:
-        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        all_headers = {"X-Forwarded-For": self.source_ip, "Accept": "application/json"}
-        if data is not None:
-            all_headers["Content-Type"] = "application/json"
-        if token is not None:
-            all_headers["Authorization"] = f"Bearer {token}"
-        all_headers.update(headers or {})
-        request = urllib.request.Request(self.base_url + path, data=data, method=method, headers=all_headers)
-        try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
-                return Reply(response.status, dict(response.headers.items()), response.read())
-        except urllib.error.HTTPError as exc:
-            with exc:
-                return Reply(exc.code, dict(exc.headers.items()), exc.read())
-
-    def register(self, email: str, password: str = PASSWORD) -> Reply:
-        return self.request("POST", "/auth/register", {"email": email, "password": password})
-
-    def login(self, email: str, password: str = PASSWORD) -> Reply:
-        return self.request("POST", "/auth/login", {"email": email, "password": password})
-
-    def me(self, token: str | None = None, headers: dict[str, str] | None = None) -> Reply:
-        return self.request("GET", "/auth/me", token=token, headers=headers)
 
 
 @pytest.fixture
 def api(api_url: str) -> Api:
     return Api(api_url)
-
-
-def new_email() -> str:
-    return f"e2e-{uuid.uuid4().hex[:16]}@example.com"
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_auth_e2e import Api, Reply, new_email
-from tests.unit.test_upload_routes import multipart_body
+from tests.support.api import Api, Reply, new_email
+from tests.support.apigw import multipart_body
 from vid2mp3.media.binaries import LAYERS_DIRS_ENV, find_ffmpeg, find_ffprobe
 
 pytestmark = pytest.mark.e2e

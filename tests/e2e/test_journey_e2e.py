@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import Stack
-from tests.e2e.test_auth_e2e import Api
 from tests.e2e.test_convert_e2e import TOLERANCE_S, User, audio_seconds, media_maker, played_seconds
+from tests.support.api import Api
 
 pytestmark = pytest.mark.e2e
 
@@ -81,7 +81,7 @@ def test_the_whole_journey(stack: Stack, journey_media: dict[str, Path], tmp_pat
     # A video without sound is refused at the door, and nothing is stored for it.
     body_files = journey_media.copy()
     silent = body_files.pop("silent film.mp4")
-    from tests.unit.test_upload_routes import multipart_body
+    from tests.support.apigw import multipart_body
 
     body, ctype = multipart_body(silent.read_bytes(), filename=silent.name)
     refused = alice.call("POST", "/videos", raw=body, headers={"Content-Type": ctype})

@@ -7,7 +7,7 @@ import hashlib
 
 import pytest
 
-from tests.unit.test_upload_routes import multipart_body
+from tests.support.apigw import multipart_body
 from vid2mp3.errors import InvalidInput, PayloadTooLarge
 from vid2mp3.multipart import (
     clean_content_type,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.test_upload_routes import ALICE, fake_probe, multipart_body
+from tests.support.apigw import ALICE, fake_probe, multipart_body
 from vid2mp3.errors import DependencyUnavailable
 from vid2mp3.jobs import service
 from vid2mp3.jobs.memory import InMemoryJobRepository

@@ -1,0 +1,1 @@
+"""Helpers the test tiers share: API Gateway events, the e2e HTTP client, generated media, tus clients."""
