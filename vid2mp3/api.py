@@ -14,10 +14,11 @@ from chalice.app import Chalice, ChaliceViewError, Response
 
 from vid2mp3 import errors
 from vid2mp3.http import JSON_HEADERS, error_parts
+from vid2mp3.limits import enforce_aws_limits
 
 # Request and response bodies of these types travel base64-encoded through API Gateway. The same
 # list is declared as BinaryMediaTypes in infra/template.yaml.
-BINARY_TYPES = ["multipart/form-data", "audio/mpeg", "application/octet-stream"]
+BINARY_TYPES = ["multipart/form-data", "audio/mpeg", "application/octet-stream", "application/offset+octet-stream"]
 
 F = TypeVar("F", bound=Callable[..., Response])
 
@@ -31,6 +32,16 @@ def create_app(name: str, logger: Logger) -> Chalice:
     app.experimental_feature_flags = set()
     app.__dict__["vid2mp3_logger"] = logger
     return app
+
+
+def lambda_handler(app: Chalice, logger: Logger) -> Callable[[dict[str, Any], Any], Any]:
+    """The function's handler: the Chalice app within AWS's payload limits (vid2mp3.limits), which the
+    local emulator does not apply itself."""
+
+    def refused(what: str, size: int) -> None:
+        logger.warning(f"{what} over AWS's payload limits refused", extra={"bytes": size})
+
+    return enforce_aws_limits(app, refused)
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -53,8 +64,11 @@ def correlation_id(event: dict[str, Any] | None) -> str:
     return str(request_id) if request_id else str(uuid.uuid4())
 
 
-def route(app: Chalice, path: str, **kwargs: Any) -> Callable[[F], F]:
-    """`app.route` whose view maps every error to the one error shape and never leaks internals."""
+def route(app: Chalice, path: str, *, finish: Callable[[Response], Response] | None = None,
+          **kwargs: Any) -> Callable[[F], F]:
+    """`app.route` whose view maps every error to the one error shape and never leaks internals.
+
+    `finish`, when given, sees every response of the route, errors included (protocol headers)."""
     logger: Logger = app.__dict__["vid2mp3_logger"]
 
     def decorate(view: F) -> F:
@@ -63,6 +77,10 @@ def route(app: Chalice, path: str, **kwargs: Any) -> Callable[[F], F]:
             request = app.current_request
             event = request.to_original_event() if request is not None else None
             logger.set_correlation_id(correlation_id(event))
+            response = _respond(view, args, kw)
+            return finish(response) if finish is not None else response
+
+        def _respond(view: F, args: tuple[Any, ...], kw: dict[str, Any]) -> Response:
             try:
                 return view(*args, **kw)
             except errors.AppError as exc:

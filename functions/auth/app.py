@@ -9,7 +9,7 @@ from typing import Any
 
 from chalice.app import Request, Response
 
-from vid2mp3.api import create_app, json_response, route
+from vid2mp3.api import create_app, json_response, lambda_handler, route
 from vid2mp3.auth import service
 from vid2mp3.auth.identity import identity_from_authorizer
 from vid2mp3.auth.validation import json_object
@@ -18,6 +18,7 @@ from vid2mp3.log import get_logger
 
 logger = get_logger("auth")
 app = create_app("auth", logger)
+handler = lambda_handler(app, logger)  # the Lambda handler: the app within AWS's payload limits
 _deps: AuthDeps | None = None
 
 # A token response must not be stored by any cache (RFC 6749, section 5.1).
