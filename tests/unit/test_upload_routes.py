@@ -6,99 +6,26 @@ isBase64Encoded, the authorizer's context under requestContext.authorizer.
 
 from __future__ import annotations
 
-import base64
-import json
+import dataclasses
+import os
+import urllib.parse
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.apigw import ALICE, BOB, Result, apigw_event, fake_probe, multipart_body
 from vid2mp3.auth.identity import Identity
 from vid2mp3.bootstrap import bootstrap
-from vid2mp3.errors import Unprocessable, UnsupportedMedia
+from vid2mp3.exports.memory import InMemoryExporter
 from vid2mp3.jobs import Mp3Info, service
 from vid2mp3.jobs.memory import InMemoryJobRepository
-from vid2mp3.media.probe import AudioStream, MediaInfo
 from vid2mp3.objectstore import MP3S_BUCKET, VIDEOS_BUCKET
 from vid2mp3.objectstore.memory import InMemoryObjectStore
 from vid2mp3.queue.memory import InMemoryPublisher
 from vid2mp3.queue.topology import VIDEO_CONVERSION_QUEUE
 from vid2mp3.settings import load_settings
-
-ALICE = Identity(str(uuid.uuid4()), "alice@example.com")
-BOB = Identity(str(uuid.uuid4()), "bob@example.com")
-BOUNDARY = "----vid2mp3test"
-
-
-# --- helpers (also used by the integration and e2e tiers) -----------------------------------------
-
-
-def multipart_body(
-    file: bytes | None, *, filename: str = "clip.mp4", content_type: str = "video/mp4",
-    fields: dict[str, str] | None = None, boundary: str = BOUNDARY,
-) -> tuple[bytes, str]:
-    """(body, Content-Type header) of a multipart/form-data request like a browser's or curl's."""
-    parts: list[bytes] = []
-    for name, value in (fields or {}).items():
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
-    if file is not None:
-        head = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
-                f"Content-Type: {content_type}\r\n\r\n")
-        parts.append(head.encode() + file + b"\r\n")
-    parts.append(f"--{boundary}--\r\n".encode())
-    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
-
-
-def apigw_event(
-    method: str, resource: str, *, path_id: str | None = None, caller: Identity | None = ALICE,
-    headers: dict[str, str] | None = None, body: bytes | None = None, query: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    path = resource.replace("{id}", path_id or "")
-    binary = body is not None and (headers or {}).get("Content-Type", "").startswith("multipart/form-data")
-    event: dict[str, Any] = {
-        "resource": resource, "path": path, "httpMethod": method,
-        "headers": headers or {},
-        "multiValueHeaders": {k: [v] for k, v in (headers or {}).items()},
-        "queryStringParameters": query,
-        "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} if query else None,
-        "pathParameters": {"id": path_id} if path_id is not None else None,
-        "stageVariables": None,
-        "requestContext": {
-            "resourcePath": resource, "httpMethod": method, "path": f"/v1{path}", "stage": "v1",
-            "requestId": str(uuid.uuid4()), "identity": {"sourceIp": "127.0.0.1"},
-        },
-        "body": (base64.b64encode(body).decode() if binary else body.decode()) if body is not None else None,
-        "isBase64Encoded": bool(binary),
-    }
-    if caller is not None:
-        event["requestContext"]["authorizer"] = {"user_id": caller.user_id, "email": caller.email,
-                                                 "principalId": caller.user_id}
-    return event
-
-
-class Result:
-    def __init__(self, raw: dict[str, Any]) -> None:
-        self.raw = raw
-        self.status = raw["statusCode"]
-        self.headers = {k.lower(): v for k, v in (raw.get("headers") or {}).items()}
-        body = raw.get("body") or ""
-        self.body: bytes = base64.b64decode(body) if raw.get("isBase64Encoded") else body.encode()
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-def fake_probe(path: Path) -> MediaInfo:
-    """Stands for ffprobe: b"MEDIA..." is a 3 s clip with audio, b"NOAUDIO..." has none, else not media."""
-    with open(path, "rb") as f:
-        head = f.read(16)
-    if head.startswith(b"MEDIA"):
-        return MediaInfo("mov,mp4,m4a,3gp,3g2,mj2", 3.0, (AudioStream(1, "aac", 2, 44100, 3.0),), True)
-    if head.startswith(b"NOAUDIO"):
-        raise Unprocessable("The file has no audio stream to convert.", code="no_audio_stream")
-    raise UnsupportedMedia("The file is not an audio or video file we can read.", code="not_media")
 
 
 class World:
@@ -115,9 +42,14 @@ class World:
                                      publisher=self.publisher, logger=upload.logger, probe=fake_probe)
         monkeypatch.setattr(upload, "_deps", deps)
         monkeypatch.setattr(upload, "_jobs", self.deps)
+        self.monkeypatch = monkeypatch
 
     def call(self, method: str, resource: str, **kw: Any) -> Result:
-        return Result(self.app.app(apigw_event(method, resource, **kw), None))
+        return Result(self.app.handler(apigw_event(method, resource, **kw), None))
+
+    def use_exporter(self, exporter: InMemoryExporter) -> None:
+        self.deps = dataclasses.replace(self.deps, exporter=exporter)
+        self.monkeypatch.setattr(self.app, "_jobs", self.deps)
 
     def upload(self, data: bytes | None = b"MEDIA" + b"x" * 100, caller: Identity = ALICE,
                fields: dict[str, str] | None = None, headers: dict[str, str] | None = None, **kw: Any) -> Result:
@@ -311,6 +243,40 @@ def test_download_full_range_and_conditions(world):
     for accept in (None, "application/json", "audio/*"):
         r = world.call("GET", "/videos/{id}/mp3", path_id=job_id, headers={"Accept": accept} if accept else {})
         assert r.status == 400 and r.json()["error"]["code"] == "not_acceptable"
+
+
+def test_a_large_mp3_is_served_in_ranges_of_at_most_4_mib_and_redirected_whole(world):
+    exporter = InMemoryExporter()
+    world.use_exporter(exporter)
+    job_id = world.upload(filename="Concert.mkv").json()["id"]
+    mp3 = os.urandom(9 * 1024 * 1024 + 5)
+    world.finish(job_id, mp3)
+    # A Range asking for more than 4 MiB gets 4 MiB, and says so (RFC 9110 lets the server send less).
+    r = world.call("GET", "/videos/{id}/mp3", path_id=job_id, headers={"Accept": "*/*", "Range": "bytes=0-"})
+    assert r.status == 206 and r.body == mp3[:4 * 1024 * 1024]
+    assert r.headers["content-range"] == f"bytes 0-4194303/{len(mp3)}"
+    r = world.call("GET", "/videos/{id}/mp3", path_id=job_id,
+                   headers={"Accept": "*/*", "Range": "bytes=8388608-"})
+    assert r.status == 206 and r.body == mp3[8388608:]
+    # A plain GET: a redirect to a short-lived link of an export copy with the same file name.
+    r = world.call("GET", "/videos/{id}/mp3", path_id=job_id, headers={"Accept": "*/*"})
+    assert r.status == 302 and r.body == b"" and r.headers["cache-control"] == "no-store"
+    assert exporter.objects[f"mp3/{job_id}.mp3"] == mp3
+    assert "Concert.mp3" in urllib.parse.unquote(r.headers["location"])
+    # The copy is made once; the next download only gets a new link.
+    world.call("GET", "/videos/{id}/mp3", path_id=job_id, headers={"Accept": "*/*"})
+    assert exporter.exports == 1
+    # Deleting the job removes the copy too.
+    assert world.call("DELETE", "/videos/{id}", path_id=job_id).status == 204
+    assert exporter.objects == {}
+
+
+def test_without_export_storage_a_large_mp3_is_downloaded_in_ranges(world):
+    job_id = world.upload().json()["id"]
+    world.finish(job_id, bytes(5 * 1024 * 1024))
+    r = world.call("GET", "/videos/{id}/mp3", path_id=job_id, headers={"Accept": "*/*"})
+    assert r.status == 413 and r.json()["error"]["code"] == "use_range_requests"
+    assert "Range" in r.json()["error"]["message"]
 
 
 # --- DELETE /videos/{id} --------------------------------------------------------------------------
