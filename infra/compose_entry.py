@@ -208,6 +208,9 @@ def start(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[str, Br
         raise EntryError("AWS_ENDPOINT_URL: not set (the emulator, e.g. http://emulator:4566)")
     public_endpoint = environ.get("PUBLIC_EMULATOR_URL", "").rstrip("/") or endpoint
     params = parameters(environ, jwt_secret(environ, args.state_dir))
+    # Large MP3 downloads redirect to presigned links of the emulator's S3: signed for the address
+    # your machine reaches, not the one the function containers use.
+    params.setdefault("ExportPublicEndpointUrl", public_endpoint)
     say(f"waiting for the emulator at {endpoint} ...")
     wait_until(lambda: emulator_ready(endpoint), "the emulator", timeout_s=300)
     applied = migrate(params["DatabaseUrl"])

@@ -39,6 +39,10 @@ PASSTHROUGH = {
     "JWT_PREVIOUS_SECRET": "JwtPreviousSecret",
     "JWT_TTL_SECONDS": "JwtTtlSeconds",
     "MAX_UPLOAD_BYTES": "MaxUploadBytes",
+    "UPLOAD_EXPIRY_SECONDS": "UploadExpirySeconds",
+    "CORS_ALLOWED_ORIGINS": "CorsAllowedOrigins",
+    "EXPORT_URL_TTL_SECONDS": "ExportUrlTtlSeconds",
+    "EXPORT_PUBLIC_ENDPOINT_URL": "ExportPublicEndpointUrl",
 }
 
 

@@ -117,11 +117,14 @@ if TYPE_CHECKING:
 
     from vid2mp3.convert.lock import JobLock
     from vid2mp3.convert.service import Converter
+    from vid2mp3.exports import Exporter
     from vid2mp3.jobs import JobRepository
     from vid2mp3.jobs.service import JobsDeps
     from vid2mp3.mail import Mailer
     from vid2mp3.notify.records import NotificationLog
     from vid2mp3.notify.service import NotifyDeps
+    from vid2mp3.uploads import UploadRepository
+    from vid2mp3.uploads.service import UploadsDeps
 
 
 def bootstrap_upload(
@@ -131,15 +134,37 @@ def bootstrap_upload(
     jobs: JobRepository | None = None,
     ffprobe: str | None = None,
     clock: Callable[[], datetime] | None = None,
+    exporter: Exporter | None = None,
 ) -> JobsDeps:
     """The upload function's dependencies on top of the shared ones; PostgreSQL jobs unless given."""
     from vid2mp3.jobs.postgres import PostgresJobRepository
     from vid2mp3.jobs.service import JobsDeps, media_prober
 
     deps = deps or bootstrap()
-    built = JobsDeps(settings=deps.settings, jobs=jobs or PostgresJobRepository(deps.db), store=deps.store,
-                     publisher=deps.publisher, logger=logger, probe=media_prober(deps.settings, ffprobe))
+    settings = deps.settings
+    if exporter is None and settings.export_bucket:
+        from vid2mp3.exports.s3 import S3Exporter
+
+        exporter = S3Exporter(settings.export_bucket, endpoint_url=settings.aws_endpoint_url,
+                              public_endpoint_url=settings.export_public_endpoint_url,
+                              url_ttl_s=settings.export_url_ttl_seconds)
+    built = JobsDeps(settings=settings, jobs=jobs or PostgresJobRepository(deps.db), store=deps.store,
+                     publisher=deps.publisher, logger=logger, probe=media_prober(settings, ffprobe),
+                     exporter=exporter)
     return built if clock is None else replace(built, clock=clock)
+
+
+def bootstrap_uploads(jobs: JobsDeps, *, db: Postgres | None = None, uploads: UploadRepository | None = None
+                      ) -> UploadsDeps:
+    """The resumable uploads' dependencies on top of the upload function's: uploads in PostgreSQL (on
+    `db`, the function's one connection) unless given."""
+    from vid2mp3.uploads.service import UploadsDeps
+
+    if uploads is None:
+        from vid2mp3.uploads.postgres import PostgresUploadRepository
+
+        uploads = PostgresUploadRepository(db or Postgres(jobs.settings.database_url))
+    return UploadsDeps(jobs=jobs, uploads=uploads)
 
 
 # --- convert function ------------------------------------------------------------------------------

@@ -50,6 +50,34 @@ class PayloadTooLarge(AppError):
     message = "The upload is too large."
 
 
+class Gone(AppError):
+    code = "gone"
+    message = "This resource existed but is no longer available."
+
+
+class PreconditionFailed(AppError):
+    code = "precondition_failed"
+    message = "A precondition of the request does not hold."
+
+
+class Locked(AppError):
+    """Another request is changing the resource right now; retry after `retry_after` seconds."""
+
+    code = "locked"
+    message = "Another request is changing this right now; try again in a moment."
+
+    def __init__(self, message: str | None = None, *, code: str | None = None, retry_after: int = 1) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+
+class ChecksumMismatch(AppError):
+    """The bytes received are not what their checksum says (tus checksum extension: status 460)."""
+
+    code = "checksum_mismatch"
+    message = "The data does not match its checksum; nothing was stored."
+
+
 class UnsupportedMedia(AppError):
     code = "unsupported_media"
     message = "This file is not a supported media file."

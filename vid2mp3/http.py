@@ -12,10 +12,14 @@ STATUS_BY_ERROR: dict[type[errors.AppError], int] = {
     errors.Unauthorized: 401,
     errors.NotFound: 404,
     errors.Conflict: 409,
+    errors.Gone: 410,
+    errors.PreconditionFailed: 412,
     errors.PayloadTooLarge: 413,
     errors.UnsupportedMedia: 415,
     errors.RangeNotSatisfiable: 416,
     errors.Unprocessable: 422,
+    errors.Locked: 423,
+    errors.ChecksumMismatch: 460,  # tus 1.0.0, checksum extension
     errors.TooManyRequests: 429,
     errors.DependencyUnavailable: 503,
 }
@@ -39,7 +43,7 @@ def error_parts(exc: Exception) -> tuple[int, dict[str, str], str]:
     if not isinstance(exc, errors.AppError):
         exc = errors.AppError()
     headers = dict(JSON_HEADERS)
-    if isinstance(exc, errors.TooManyRequests):
+    if isinstance(exc, errors.TooManyRequests | errors.Locked):
         headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, errors.RangeNotSatisfiable):
         headers["Content-Range"] = f"bytes */{exc.size}"

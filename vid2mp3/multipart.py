@@ -12,7 +12,6 @@ time instead of all at once, so the decoded body never exists in memory as a sec
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import os
@@ -32,7 +31,7 @@ from streaming_form_data.targets import BaseTarget
 
 from vid2mp3.errors import InvalidInput, PayloadTooLarge
 
-__all__ = ["UploadForm", "UploadedFile", "event_body_chunks", "parse_upload", "spooled_upload"]
+__all__ = ["UploadForm", "UploadedFile", "decode_base64", "event_body_chunks", "parse_upload", "spooled_upload"]
 
 CHUNK_SIZE = 1024 * 1024
 MAX_FIELD_BYTES = 256
@@ -114,9 +113,15 @@ def event_body_chunks(body: str | bytes | None, *, base64_encoded: bool, size: i
             yield piece.encode("utf-8") if isinstance(piece, str) else piece
         return
     step = max(4, (size // 3) * 4)  # whole base64 quanta: each slice decodes on its own
+    for start in range(0, len(body), step):
+        yield decode_base64(body[start:start + step])
+
+
+def decode_base64(data: str | bytes) -> bytes:
+    """Strict base64 (RFC 4648 alphabet, padding only at the end), checked in C as it is decoded:
+    several times faster than `base64.b64decode(validate=True)`, whose check is a regular expression."""
     try:
-        for start in range(0, len(body), step):
-            yield base64.b64decode(body[start:start + step], validate=True)
+        return binascii.a2b_base64(data, strict_mode=True)
     except (binascii.Error, ValueError):
         raise InvalidInput("The request body is not valid base64.", code="invalid_body") from None
 

@@ -47,7 +47,17 @@ class Settings(BaseModel):
     jwt_previous_secret: SecretStr | None = None
     jwt_ttl_seconds: Annotated[int, Field(ge=60, le=7 * 24 * 3600)] = 3600
     public_base_url: str = "http://127.0.0.1:4566"
-    max_upload_bytes: Annotated[int, Field(ge=1)] = 200 * MIB
+    max_upload_bytes: Annotated[int, Field(ge=1)] = 2048 * MIB
+    # Resumable uploads not finished this long after they started are removed (tus expiration).
+    upload_expiry_seconds: Annotated[int, Field(ge=60, le=30 * 24 * 3600)] = 24 * 3600
+    # Origins whose web pages may use the upload API from a browser (CORS): "*" for any, else a
+    # comma-separated list such as "https://app.example.com,http://localhost:3000".
+    cors_allowed_origins: str = "*"
+    # The S3 bucket of export copies (MP3s too large to return through the API; the template's).
+    export_bucket: str | None = None
+    export_url_ttl_seconds: Annotated[int, Field(ge=30, le=7 * 24 * 3600)] = 300
+    # The storage endpoint clients reach, when it is not the one the functions use (Docker Compose).
+    export_public_endpoint_url: str | None = None
     max_duration_seconds: Annotated[int, Field(ge=1)] = 3 * 3600
     ffmpeg_path: str | None = None
     ffprobe_path: str | None = None
@@ -71,7 +81,7 @@ class Settings(BaseModel):
     def _rabbitmq_url(cls, v: str) -> str:
         return _check_url(v, ("amqp", "amqps"), "AMQP")
 
-    @field_validator("public_base_url", "aws_endpoint_url")
+    @field_validator("public_base_url", "aws_endpoint_url", "export_public_endpoint_url")
     @classmethod
     def _http_url(cls, v: str | None) -> str | None:
         if v is None:
@@ -84,6 +94,20 @@ class Settings(BaseModel):
         if v is not None and len(v.get_secret_value().encode()) < 32:
             raise ValueError("must be at least 32 bytes long")
         return v
+
+    @field_validator("cors_allowed_origins")
+    @classmethod
+    def _origins(cls, v: str) -> str:
+        for origin in (o.strip() for o in v.split(",")):
+            if origin != "*":
+                _check_url(origin, ("http", "https"), "origin")
+                if urlsplit(origin).path not in ("", "/"):
+                    raise ValueError(f"{origin!r} is not an origin (scheme://host[:port], no path)")
+        return v
+
+    @property
+    def allowed_origins(self) -> tuple[str, ...]:
+        return tuple(o.strip().rstrip("/") for o in self.cors_allowed_origins.split(",") if o.strip())
 
     def jwt_key(self) -> bytes:
         """The current signing key; a function that signs or verifies tokens cannot start without it."""

@@ -13,6 +13,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,6 +27,25 @@ class Stack:
     parameters: dict[str, str]
     mail_dir: Path
     local: LocalRun | None
+    endpoint: str = ""  # the emulator's AWS endpoint
+    stack_name: str = ""
+
+    def invoke(self, logical_id: str, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Invoke one of the stack's functions through the emulator's Lambda API, as a schedule would."""
+        import boto3
+
+        from infra.aws import CREDENTIALS, REGION
+
+        keys = {"aws_access_key_id": CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                "aws_secret_access_key": CREDENTIALS["AWS_SECRET_ACCESS_KEY"]}
+        cfn = boto3.client("cloudformation", endpoint_url=self.endpoint, region_name=REGION, **keys)
+        name = cfn.describe_stack_resource(StackName=self.stack_name, LogicalResourceId=logical_id)[
+            "StackResourceDetail"]["PhysicalResourceId"]
+        lam = boto3.client("lambda", endpoint_url=self.endpoint, region_name=REGION, **keys)
+        reply = lam.invoke(FunctionName=name, Payload=json.dumps(event or {}).encode())
+        result: dict[str, Any] = json.loads(reply["Payload"].read() or b"{}")
+        assert "FunctionError" not in reply, result
+        return result
 
 
 def _running_stack() -> Stack | None:
@@ -39,7 +59,7 @@ def _running_stack() -> Stack | None:
                 return None
     except (urllib.error.URLError, OSError):
         return None
-    return Stack(data["api_url"], data["parameters"], STATE_DIR / "mail", None)
+    return Stack(data["api_url"], data["parameters"], STATE_DIR / "mail", None, data["endpoint"], data["stack"])
 
 
 @pytest.fixture(scope="session")
@@ -55,9 +75,27 @@ def stack() -> Iterator[Stack]:
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     try:
         api_url = local.start(say=lambda line: None)
-        yield Stack(api_url, dict(local.parameters), STATE_DIR / "mail", local)
+        yield Stack(api_url, dict(local.parameters), STATE_DIR / "mail", local, local.emulator.endpoint,
+                    local.stack_name)
     finally:
         local.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def within_aws_payload_limits() -> Iterator[None]:
+    """At the end of the tier: no request or response it sent through the API crossed what Lambda takes
+    (6 MB, with the body base64-encoded): everything it did works on AWS too."""
+    yield
+    from tests.support.api import TRAFFIC
+    from vid2mp3.limits import LAMBDA_MAX_REQUEST_BYTES, LAMBDA_MAX_RESPONSE_BYTES
+
+    def as_event(raw: int) -> int:  # base64, plus the rest of the event
+        return 4 * -(-raw // 3) + 16 * 1024
+
+    size, what = TRAFFIC.largest_request
+    assert as_event(size) <= LAMBDA_MAX_REQUEST_BYTES, f"a request of {size} bytes ({what}) would fail on AWS"
+    size, what = TRAFFIC.largest_response
+    assert as_event(size) <= LAMBDA_MAX_RESPONSE_BYTES, f"a response of {size} bytes ({what}) would fail on AWS"
 
 
 @pytest.fixture(scope="session")

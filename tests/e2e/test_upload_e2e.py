@@ -26,9 +26,9 @@ import psycopg
 import pymongo
 import pytest
 
-from tests.e2e.test_auth_e2e import Api, Reply, new_email
-from tests.integration.test_upload_integration import generate_media, layer_binaries
-from tests.unit.test_upload_routes import multipart_body
+from tests.support.api import Api, Reply, new_email
+from tests.support.apigw import multipart_body
+from tests.support.media import generate_media, layer_binaries
 from vid2mp3.db.postgres import Postgres
 from vid2mp3.jobs import Job, Mp3Info
 from vid2mp3.jobs.postgres import PostgresJobRepository
@@ -208,13 +208,14 @@ def test_bad_bitrate_and_wrong_content_type(alice: User, mongo, stack, media):
     assert stored_videos(mongo, alice) == 0 and job_rows(stack, alice) == 0
 
 
-def test_over_the_size_limit_is_413_and_stores_nothing(alice: User, mongo, stack):
-    limit = int(stack.parameters.get("MaxUploadBytes") or 200 * 1024 * 1024)
-    if limit > 300 * 1024 * 1024:
-        pytest.fail(f"MAX_UPLOAD_BYTES={limit} is too large to exceed in a test")
-    reply = alice.upload(b"\0" * (limit + 1), filename="big.mp4")
+def test_over_the_size_limit_is_413_at_creation_and_stores_nothing(alice: User, mongo, stack):
+    """MAX_UPLOAD_BYTES is the resumable API's Tus-Max-Size: refused before a byte is sent."""
+    limit = int(stack.parameters.get("MaxUploadBytes") or 2 * 1024**3)
+    reply = alice.call("POST", "/uploads", headers={"Tus-Resumable": "1.0.0", "Upload-Length": str(limit + 1)})
     assert reply.status == 413, reply.raw[:300]
-    assert reply.error_code() == "payload_too_large"
+    assert reply.error_code() == "upload_too_large" and str(limit) in reply.body["error"]["message"]
+    options = alice.call("OPTIONS", "/uploads")
+    assert options.headers["Tus-Max-Size"] == str(limit)
     assert stored_videos(mongo, alice) == 0 and job_rows(stack, alice) == 0
 
 

@@ -9,7 +9,8 @@ SECRET = "s" * 32
 def test_defaults_are_usable_locally():
     s = load_settings({})
     assert s.jwt_ttl_seconds == 3600
-    assert s.max_upload_bytes == 200 * 1024 * 1024
+    assert s.max_upload_bytes == 2 * 1024**3  # 2 GiB: resumable uploads take any size up to it
+    assert s.upload_expiry_seconds == 24 * 3600 and s.allowed_origins == ("*",) and s.export_bucket is None
     assert s.jwt_secret is None
 
 

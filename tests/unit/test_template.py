@@ -38,14 +38,16 @@ def test_binary_media_types_are_written_with_a_literal_slash():
     assert all("~1" not in t for t in api["BinaryMediaTypes"])
 
 
-def test_public_routes_are_exactly_health_register_login():
+def test_public_routes_are_exactly_health_register_login_and_the_tus_preflights():
     template = load_template()
     public = set()
     for resource in functions(template).values():
         for event in (resource["Properties"].get("Events") or {}).values():
             if event["Type"] == "Api" and (event["Properties"].get("Auth") or {}).get("Authorizer") == "NONE":
                 public.add((event["Properties"]["Method"].upper(), event["Properties"]["Path"]))
-    assert public == {("GET", "/health"), ("POST", "/auth/register"), ("POST", "/auth/login")}
+    # OPTIONS: browsers send the CORS preflight without a token (it answers with tus's capabilities only)
+    assert public == {("GET", "/health"), ("POST", "/auth/register"), ("POST", "/auth/login"),
+                      ("OPTIONS", "/uploads"), ("OPTIONS", "/uploads/{id}")}
 
 
 def test_mq_event_sources_read_queue_batch_window_and_concurrency(tmp_path):

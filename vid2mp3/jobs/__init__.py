@@ -25,7 +25,7 @@ class Job:
     filename: str
     content_type: str
     size: int
-    sha256: str
+    sha256: str | None  # of the whole video; None for a resumable upload (no request sees all of it)
     video_id: str
     bitrate: str
     correlation_id: str

@@ -58,7 +58,7 @@ def _job(row: dict[str, Any]) -> Job:
         filename=str(row["filename"]),
         content_type=str(row["content_type"]),
         size=int(row["size"]),
-        sha256=str(row["sha256"]),
+        sha256=None if row["sha256"] is None else str(row["sha256"]),
         video_id=str(row["video_id"]),
         bitrate=str(row["bitrate"]),
         correlation_id=str(row["correlation_id"]),

@@ -27,15 +27,14 @@ from typing import TYPE_CHECKING, Any
 
 from vid2mp3.auth.identity import Identity
 from vid2mp3.errors import (
-    Conflict,
+    AppError,
     DependencyUnavailable,
     InvalidInput,
     NotFound,
     PayloadTooLarge,
 )
+from vid2mp3.exports import Exporter, export_key
 from vid2mp3.jobs import Job, JobRepository, completed_event, conversion_message, failed_event
-from vid2mp3.jobs.disposition import content_disposition
-from vid2mp3.jobs.ranges import parse_range
 from vid2mp3.media.binaries import find_ffprobe
 from vid2mp3.media.probe import MediaInfo, probe
 from vid2mp3.multipart import spooled_upload
@@ -54,19 +53,20 @@ __all__ = [
     "MAX_LIMIT",
     "REDRIVE_AFTER_S",
     "TOMBSTONE_TTL_S",
-    "Download",
     "JobsDeps",
     "Page",
     "RedriveResult",
+    "content_type_for",
     "decode_cursor",
     "delete_video",
-    "download_mp3",
     "encode_cursor",
     "get_video",
     "list_videos",
     "media_prober",
     "parse_bitrate",
     "redrive",
+    "refuse_job",
+    "register_job",
     "upload_video",
     "video_location",
 ]
@@ -122,9 +122,16 @@ class JobsDeps:
     probe: Callable[[Path], MediaInfo]
     clock: Callable[[], datetime] = _utcnow
     new_id: Callable[[], str] = _new_id
+    # Export copies of MP3s too large to return through the API (vid2mp3.jobs.downloads); None: none
+    # are made, and such MP3s are downloaded with Range requests only.
+    exporter: Exporter | None = None
     queue: str = VIDEO_CONVERSION_QUEUE  # where conversion messages go (tests use a private one)
     completed_queue: str = CONVERSION_COMPLETED_QUEUE  # where the re-drive republishes finished-job events
     failed_queue: str = CONVERSION_FAILED_QUEUE
+
+
+# The probe's time limit in a request: well inside API Gateway's 29 s.
+PROBE_TIMEOUT_S = 15.0
 
 
 def media_prober(settings: Settings, ffprobe: str | None = None) -> Callable[[Path], MediaInfo]:
@@ -132,7 +139,7 @@ def media_prober(settings: Settings, ffprobe: str | None = None) -> Callable[[Pa
     find = functools.cache(lambda: ffprobe or find_ffprobe(settings.ffprobe_path))
 
     def run(path: Path) -> MediaInfo:
-        return probe(path, ffprobe=find(), max_duration_s=settings.max_duration_seconds)
+        return probe(path, ffprobe=find(), max_duration_s=settings.max_duration_seconds, timeout_s=PROBE_TIMEOUT_S)
 
     return run
 
@@ -163,7 +170,7 @@ def upload_video(
         media = d.probe(upload.path)
         job_id, video_id, now = d.new_id(), d.new_id(), d.clock()
         filename = upload.filename or "video"
-        content = _content_type(upload.content_type, media)
+        content = content_type_for(upload.content_type, media)
         with open(upload.path, "rb") as source:
             d.store.put(
                 VIDEOS_BUCKET, video_id, source, filename=filename,
@@ -179,14 +186,41 @@ def upload_video(
         correlation_id=correlation_id, created_at=now, updated_at=now, duration_s=media.duration_s,
         extra={"media": media.summary()},
     )
+    return register_job(d, job)
+
+
+def register_job(d: JobsDeps, job: Job, *, keep_video_on_error: bool = False) -> Job:
+    """Record a job whose video is stored, and queue its conversion; returns the job as queued.
+
+    When the row cannot be written the video is removed again, unless `keep_video_on_error` (a
+    resumable upload's video stays with the upload, whose last part can be sent again)."""
     try:
         d.jobs.create(job)
     except BaseException:
-        _forget_video(d, video_id)
+        if not keep_video_on_error:
+            _forget_video(d, job.video_id)
         raise
-    d.logger.info("video stored", extra={"job_id": job.id, "video_id": video_id, "size": upload.size,
-                                          "format": media.format_name})
+    d.logger.info("video stored", extra={"job_id": job.id, "video_id": job.video_id, "size": job.size,
+                                          "format": (job.extra.get("media") or {}).get("format")})
     return _publish(d, job)
+
+
+def refuse_job(d: JobsDeps, job: Job, refusal: AppError) -> Job:
+    """Record a job whose video the probe refused once all of it was stored: it fails at once with the
+    probe's error (as a conversion failing would: conversion_failed goes out, so does the email), and
+    the video is removed."""
+    d.jobs.create(job)
+    if d.jobs.mark_failed(job.id, refusal.code, refusal.message):
+        _forget_video(d, job.video_id)
+        failed = replace(job, status="failed", error_code=refusal.code, error_message=refusal.message)
+        try:
+            d.publisher.publish(d.failed_queue, failed_event(failed, refusal.code, refusal.message),
+                                correlation_id=job.correlation_id)
+            d.jobs.mark_event_published(job.id)
+        except DependencyUnavailable:
+            d.logger.warning("failure event not confirmed; the re-drive will publish it", extra={"job_id": job.id})
+    d.logger.info("video refused after upload", extra={"job_id": job.id, "code": refusal.code})
+    return d.jobs.get(job.id) or job
 
 
 def _publish(d: JobsDeps, job: Job) -> Job:
@@ -214,9 +248,12 @@ def _forget_video(d: JobsDeps, video_id: str) -> None:
         d.logger.error("orphaned video after a failed job insert", extra={"video_id": video_id})
 
 
-def _content_type(declared: str, media: MediaInfo) -> str:
+def content_type_for(declared: str, media: MediaInfo | None) -> str:
+    """The video's type: the client's, unless it sent a generic one; then the probed container's."""
     if declared and declared not in _GENERIC_TYPES:
         return declared
+    if media is None:
+        return "application/octet-stream"
     return _TYPE_BY_DEMUXER.get(media.format_name, "application/octet-stream")
 
 
@@ -295,67 +332,6 @@ def get_video(d: JobsDeps, caller: Identity, job_id: str) -> Job:
     return job
 
 
-# --- GET /videos/{id}/mp3 ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Download:
-    status: int  # 200, 206 or 304
-    headers: dict[str, str]
-    body: bytes = b""
-    job: Job | None = field(default=None, repr=False)
-
-
-def download_mp3(
-    d: JobsDeps,
-    caller: Identity,
-    job_id: str,
-    *,
-    range_header: str | None = None,
-    if_none_match: str | None = None,
-    if_range: str | None = None,
-) -> Download:
-    """The MP3 (or one range of it), read from the object store into memory.
-
-    API Gateway REST and Lambda buffer the whole response: it must fit the 6 MB invoke payload after
-    base64 (about 4.5 MB of MP3) on AWS; larger files are fetched there with Range requests.
-    """
-    job = get_video(d, caller, job_id)
-    if job.status == "failed":
-        raise Conflict("The conversion failed; there is no MP3.", code="conversion_failed")
-    if job.status != "done" or job.mp3 is None:
-        raise Conflict(f"The MP3 is not ready yet (the job is {job.status}).", code="not_ready")
-    mp3 = job.mp3
-    etag = f'"{job.id}.{mp3.size}"'  # the MP3 of a job never changes once written
-    headers = {
-        "ETag": etag,
-        "Accept-Ranges": "bytes",
-        "Cache-Control": "private, max-age=0, must-revalidate",
-        "Content-Disposition": content_disposition(job.filename),
-    }
-    if if_none_match and _etag_matches(if_none_match, etag):
-        return Download(304, headers, job=job)
-    wanted = None if (if_range and if_range.strip() != etag) else parse_range(range_header, mp3.size)
-    first, last = wanted if wanted is not None else (0, mp3.size - 1)
-    try:
-        body = b"".join(d.store.read(MP3S_BUCKET, mp3.object_id, first, last + 1))
-    except KeyError:
-        d.logger.error("a done job's MP3 is missing", extra={"job_id": job.id, "mp3_id": mp3.object_id})
-        raise NotFound("The MP3 is no longer available.", code="mp3_missing") from None
-    # No Content-Length of ours: API Gateway sets it from the body it really sends (which is the
-    # base64 text, not these bytes, when the client's Accept does not select a binary media type).
-    headers["Content-Type"] = "audio/mpeg"
-    if wanted is None:
-        return Download(200, headers, body, job=job)
-    headers["Content-Range"] = f"bytes {first}-{first + len(body) - 1}/{mp3.size}"
-    return Download(206, headers, body, job=job)
-
-
-def _etag_matches(header: str, etag: str) -> bool:
-    tags = [t.strip().removeprefix("W/") for t in header.split(",")]
-    return "*" in tags or etag in tags
-
-
 # --- DELETE /videos/{id} --------------------------------------------------------------------------
 
 
@@ -365,11 +341,14 @@ def delete_video(d: JobsDeps, caller: Identity, job_id: str) -> None:
     job = d.jobs.mark_deleted(job_id, caller.user_id)
     if job is None:
         raise NotFound("No such video.")
-    _remove_objects(d.store, job)
+    _remove_objects(d, job)
     d.logger.info("video deleted", extra={"job_id": job.id})
 
 
-def _remove_objects(store: ObjectStore, job: Job) -> None:
+def _remove_objects(d: JobsDeps, job: Job) -> None:
+    store = d.store
+    if d.exporter is not None:
+        d.exporter.delete(export_key(job.id))
     store.delete(VIDEOS_BUCKET, job.video_id)
     if job.mp3 is not None:
         store.delete(MP3S_BUCKET, job.mp3.object_id)
@@ -437,7 +416,7 @@ def redrive(
         result.events.append(job.id)
         d.logger.info("re-drive: finished-job event published", extra={"job_id": job.id, "queue": queue})
     for job in d.jobs.deleting(tombstone_ttl_s, limit):
-        _remove_objects(d.store, job)
+        _remove_objects(d, job)
         d.jobs.delete(job.id, job.owner_id)
         result.purged.append(job.id)
     return result

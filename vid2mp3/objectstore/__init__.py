@@ -8,6 +8,9 @@ from typing import Any, BinaryIO, Protocol
 
 VIDEOS_BUCKET = "videos"
 MP3S_BUCKET = "mp3s"
+# GridFS's default chunk size. Objects written a piece at a time (resumable uploads) are written in
+# whole chunks of this size; only the last chunk of an object may be shorter.
+CHUNK_SIZE = 255 * 1024
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,16 @@ class ObjectStore(Protocol):
 
         Raises FileExistsError when `object_id` is already stored (which makes writes idempotent).
         """
+
+    def write_chunks(self, bucket: str, object_id: str, first: int, data: bytes) -> None:
+        """Store `data` as the chunks numbered `first`, `first` + 1, ... of an object being written a piece
+        at a time: every chunk CHUNK_SIZE bytes but the object's last. Chunks from `first` on that an
+        earlier, unfinished attempt left are replaced. The object is invisible until `seal`."""
+
+    def seal(self, bucket: str, object_id: str, length: int, *, filename: str, metadata: Mapping[str, Any]
+             ) -> StoredObject:
+        """Make the object whose `length` bytes were written with `write_chunks` visible, whole.
+        Sealing an object again replaces its description (a retried finish)."""
 
     def stat(self, bucket: str, object_id: str) -> StoredObject | None: ...
 

@@ -34,9 +34,8 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 
 from vid2mp3.errors import DependencyUnavailable
-from vid2mp3.objectstore import StoredObject
+from vid2mp3.objectstore import CHUNK_SIZE, StoredObject
 
-CHUNK_SIZE = 255 * 1024
 READ_WINDOW = 16  # chunks per query (and reply)
 WRITE_BATCH = 16  # chunks per insert_many
 
@@ -127,6 +126,40 @@ class GridFSStore:
             if wrote:
                 self._delete_chunks(bucket, object_id)
             raise
+        return StoredObject(object_id, filename, length, dict(metadata))
+
+    def write_chunks(self, bucket: str, object_id: str, first: int, data: bytes) -> None:
+        view = memoryview(data)
+        batches = [
+            [{"files_id": object_id, "n": first + (start + at) // CHUNK_SIZE,
+              "data": bytes(view[start + at:start + at + CHUNK_SIZE])}
+             for at in range(0, min(WRITE_BATCH * CHUNK_SIZE, len(view) - start), CHUNK_SIZE)]
+            for start in range(0, len(view), WRITE_BATCH * CHUNK_SIZE)
+        ]
+        try:
+            self._ensure_indexes(bucket)
+            try:
+                for batch in batches:
+                    self._chunks(bucket).insert_many(batch, ordered=True)
+            except (pymongo.errors.DuplicateKeyError, pymongo.errors.BulkWriteError) as exc:
+                if not _is_duplicate(exc):
+                    raise
+                # Chunks an interrupted attempt left from `first` on (rare: only then is it worth a delete).
+                self._chunks(bucket).delete_many({"files_id": object_id, "n": {"$gte": first}})
+                for batch in batches:
+                    self._chunks(bucket).insert_many(batch, ordered=True)
+        except pymongo.errors.PyMongoError as exc:
+            raise DependencyUnavailable(UNAVAILABLE) from exc
+
+    def seal(self, bucket: str, object_id: str, length: int, *, filename: str, metadata: Mapping[str, Any]
+             ) -> StoredObject:
+        doc = {"_id": object_id, "length": Int64(length), "chunkSize": CHUNK_SIZE,
+               "uploadDate": datetime.datetime.now(tz=datetime.UTC), "filename": filename,
+               "metadata": dict(metadata)}
+        try:
+            self._files(bucket).replace_one({"_id": object_id}, doc, upsert=True)
+        except pymongo.errors.PyMongoError as exc:
+            raise DependencyUnavailable(UNAVAILABLE) from exc
         return StoredObject(object_id, filename, length, dict(metadata))
 
     def _delete_chunks(self, bucket: str, object_id: str) -> None:

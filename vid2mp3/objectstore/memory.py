@@ -7,12 +7,14 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from vid2mp3.errors import DependencyUnavailable
-from vid2mp3.objectstore import StoredObject
+from vid2mp3.objectstore import CHUNK_SIZE, StoredObject
 
 
 @dataclass
 class InMemoryObjectStore:
     objects: dict[tuple[str, str], tuple[StoredObject, bytes]] = field(default_factory=dict)
+    # Chunks of objects written a piece at a time, by (bucket, id) and chunk number, until sealed.
+    chunks: dict[tuple[str, str], dict[int, bytes]] = field(default_factory=dict)
     available: bool = True
 
     def _check(self) -> None:
@@ -27,6 +29,25 @@ class InMemoryObjectStore:
             raise FileExistsError(object_id)
         data = source.read()  # an error here stores nothing, like the GridFS adapter
         obj = StoredObject(object_id, filename, len(data), dict(metadata))
+        self.objects[(bucket, object_id)] = (obj, data)
+        return obj
+
+    def write_chunks(self, bucket: str, object_id: str, first: int, data: bytes) -> None:
+        self._check()
+        written = self.chunks.setdefault((bucket, object_id), {})
+        for n in [n for n in written if n >= first]:
+            del written[n]
+        for at in range(0, len(data), CHUNK_SIZE):
+            written[first + at // CHUNK_SIZE] = bytes(data[at:at + CHUNK_SIZE])
+
+    def seal(self, bucket: str, object_id: str, length: int, *, filename: str, metadata: Mapping[str, Any]
+             ) -> StoredObject:
+        self._check()
+        written = self.chunks.get((bucket, object_id), {})
+        data = b"".join(written[n] for n in sorted(written))
+        if len(data) != length or sorted(written) != list(range(len(written))):
+            raise ValueError(f"{bucket}/{object_id}: {len(data)} bytes written in chunks, not {length}")
+        obj = StoredObject(object_id, filename, length, dict(metadata))
         self.objects[(bucket, object_id)] = (obj, data)
         return obj
 
@@ -45,6 +66,7 @@ class InMemoryObjectStore:
     def delete(self, bucket: str, object_id: str) -> None:
         self._check()
         self.objects.pop((bucket, object_id), None)
+        self.chunks.pop((bucket, object_id), None)
 
     def ping(self) -> None:
         self._check()
