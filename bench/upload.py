@@ -1,30 +1,34 @@
-"""Upload throughput and the upload function's peak memory, for a 50 MiB video through the emulated API.
+"""Resumable (tus) upload throughput through the emulated API, against a direct GridFS write of the same
+bytes measured in the same run, and the upload function's peak memory for a 100 MB and a 1 GiB upload.
 
-    .venv/bin/python bench/upload.py [--size-mib 50] [--runs 3] [--api-url URL]
+    .venv/bin/python bench/upload.py [--sizes-mib 100,1024] [--api-url URL]
 
 Uses the running local stack (`make run`) when there is one, else starts one as `make run` does and
-stops it afterwards. A fresh user registers and logs in; a WAV of the requested size is generated
-with the ffmpeg layer's ffmpeg (a real media file, so the upload goes all the way: multipart parse,
-ffprobe, GridFS, PostgreSQL, RabbitMQ); each run POSTs it to /videos and times the request.
+stops it afterwards. A fresh user registers and logs in; each file is a real video (raw video frames and
+a tone in Matroska, made by the ffmpeg layer's ffmpeg in seconds), so the upload goes all the way: every
+4 MiB part through API Gateway and the TOKEN authorizer into GridFS, the probe of the stored file at the
+last part, the job and its message.
 
-Peak RSS is read from the worker process MiniStack runs the upload function in (the process whose
-working directory is under .vid2mp3/emulator/tmp-<port> and names UploadFunction): its VmHWM is reset
-before each run (/proc/<pid>/clear_refs, "5") and read after it, and VmRSS is sampled meanwhile.
-The numbers include the emulator's own share of the work (the event, with the body base64-encoded,
-is built by MiniStack and handed to the worker): the worker's peak is what Lambda would bill as
-"Max Memory Used".
+- tus: the tuspy client (a standard tus client) sends the file in 4 MiB parts; timed from the POST to the
+  last PATCH's answer. Per-part latencies are reported too.
+- baseline: the same bytes written to the same MongoDB-wire server directly, with pymongo's GridFSBucket
+  (the reference GridFS client), in the same run, before and after the uploads (the better one counts).
+- memory: the peak RSS of the emulator's UploadFunction worker processes (VmHWM, reset before each
+  upload, and VmRSS sampled meanwhile): what Lambda bills as "Max Memory Used".
 
-Prints one JSON object (and a line of text per run to stderr).
+Prints one JSON object with each goal beside its measured value (and progress lines to stderr).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -41,6 +45,10 @@ LAYER = STATE / "build" / "layers" / "ffmpeg"
 WORKERS = STATE / "emulator" / "tmp-"  # + the emulator port
 PASSWORD = "bench password, long enough"
 MIB = 1024 * 1024
+PART = 4 * MIB
+GOAL_RATIO = 0.7
+GOAL_RSS_MIB = 150.0
+GOAL_FLAT = 0.10
 
 
 def say(line: str) -> None:
@@ -58,16 +66,16 @@ def request(method: str, url: str, *, body: bytes | None = None, headers: dict[s
             return err.code, dict(err.headers.items()), err.read()
 
 
-def running_api_url() -> str | None:
+def running_stack() -> dict[str, Any] | None:
     runtime = STATE / "runtime.json"
     if not runtime.exists():
         return None
-    url = str(json.loads(runtime.read_text())["api_url"])
+    data: dict[str, Any] = json.loads(runtime.read_text())
     try:
-        status, _, _ = request("GET", url + "/health", timeout=10)
+        status, _, _ = request("GET", data["api_url"] + "/health", timeout=10)
     except OSError:
         return None
-    return url if status == 200 else None
+    return data if status == 200 else None
 
 
 def make_user(api: str) -> str:
@@ -83,28 +91,89 @@ def make_user(api: str) -> str:
     return str(json.loads(raw)["access_token"])
 
 
-def make_wav(path: Path, size_bytes: int) -> Path:
+def make_video(path: Path, size_mib: float) -> Path:
+    """A real Matroska video of about `size_mib` MiB: raw 320x240 frames and a tone, made in seconds."""
     from vid2mp3.media.binaries import LAYERS_DIRS_ENV, find_ffmpeg
 
     ffmpeg = find_ffmpeg(None, {LAYERS_DIRS_ENV: str(LAYER), "PATH": os.environ.get("PATH", "")})
-    seconds = (size_bytes - 44) / (44100 * 2 * 2)  # 16-bit stereo PCM at 44.1 kHz
-    subprocess.run([ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-                    "sine=frequency=440:sample_rate=44100", "-ac", "2", "-t", f"{seconds:.6f}",
-                    "-c:a", "pcm_s16le", str(path)], check=True, timeout=300)
+    per_second = 320 * 240 * 1.5 * 25 + 44100 * 4  # yuv420p frames at 25 fps, and 16-bit stereo PCM
+    seconds = size_mib * MIB / per_second
+    subprocess.run([ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+                    "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25",
+                    "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100,aformat=channel_layouts=stereo",
+                    "-t", f"{seconds:.3f}", "-c:v", "rawvideo", "-pix_fmt", "yuv420p", "-c:a", "pcm_s16le",
+                    str(path)], check=True, timeout=600)
     return path
 
 
-def multipart(path: Path) -> tuple[bytes, str]:
-    boundary = "bench" + uuid.uuid4().hex
-    head = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{path.name}"\r\n'
-            "Content-Type: audio/wav\r\n\r\n").encode()
-    return head + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+# --- the baseline: a direct GridFS write -------------------------------------------------------------
 
 
-# --- the worker process -----------------------------------------------------------------------------
+def direct_gridfs_mib_per_s(mongodb_uri: str, path: Path) -> float:
+    """pymongo's GridFSBucket writing the file's bytes to the stack's server, read from the same file."""
+    import gridfs
+    import pymongo
+
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(mongodb_uri)
+    with client:
+        bucket = gridfs.GridFSBucket(client["vid2mp3_bench"], bucket_name="direct")
+        with open(path, "rb") as source:
+            t0 = time.perf_counter()
+            file_id = bucket.upload_from_stream(path.name, source)
+            elapsed = time.perf_counter() - t0
+        bucket.delete(file_id)
+    return path.stat().st_size / MIB / elapsed
 
 
-def upload_workers() -> list[int]:
+# --- the upload function alone, in this process ----------------------------------------------------
+
+
+def function_alone_mib_per_s(stack: dict[str, Any], path: Path) -> float:
+    """The upload function's own throughput: its handler called in this process with the events API Gateway
+    would send (bodies base64-encoded beforehand), against the stack's services. What the emulator adds
+    on top (the HTTP request, the event's JSON through a pipe to its worker and back) is the difference."""
+    import base64
+
+    params = stack["parameters"]
+    os.environ.update({"DATABASE_URL": params["DatabaseUrl"], "MONGODB_URI": params["MongodbUri"],
+                       "RABBITMQ_URL": params["RabbitmqUrl"], "JWT_SECRET": params["JwtSecret"],
+                       "PUBLIC_BASE_URL": stack["api_url"], "FFPROBE_PATH": str(LAYER / "bin" / "ffprobe")})
+    from functions.upload import app  # the upload function's entry point
+
+    user = str(uuid.uuid4())
+
+    def event(method: str, upload_id: str | None, headers: dict[str, str], body: bytes | None) -> dict[str, Any]:
+        resource = "/uploads/{id}" if upload_id else "/uploads"
+        return {"resource": resource, "path": resource.replace("{id}", upload_id or ""), "httpMethod": method,
+                "headers": headers, "multiValueHeaders": {k: [v] for k, v in headers.items()},
+                "queryStringParameters": None, "multiValueQueryStringParameters": None,
+                "pathParameters": {"id": upload_id} if upload_id else None, "stageVariables": None,
+                "requestContext": {"resourcePath": resource, "httpMethod": method, "stage": "v1",
+                                   "requestId": str(uuid.uuid4()), "identity": {"sourceIp": "127.0.0.1"},
+                                   "authorizer": {"principalId": user, "user_id": user, "email": "b@example.com"}},
+                "body": base64.b64encode(body).decode() if body else None, "isBase64Encoded": bool(body)}
+
+    size = path.stat().st_size
+    tus = {"Tus-Resumable": "1.0.0"}
+    created = app.handler(event("POST", None, {**tus, "Upload-Length": str(size)}, None), None)
+    upload_id = created["headers"]["Location"].rsplit("/", 1)[1]
+    spent = 0.0
+    with open(path, "rb") as source:
+        for offset in range(0, size, PART):
+            patch = event("PATCH", upload_id, {**tus, "Upload-Offset": str(offset),
+                                               "Content-Type": "application/offset+octet-stream"}, source.read(PART))
+            t0 = time.perf_counter()
+            answer = app.handler(patch, None)
+            spent += time.perf_counter() - t0
+            if answer["statusCode"] != 204:
+                raise SystemExit(f"in-process PATCH failed: {answer}")
+    return size / MIB / spent
+
+
+# --- the upload function's workers ------------------------------------------------------------------
+
+
+def upload_workers(port: str) -> list[int]:
     """Live processes whose cwd is an UploadFunction worker directory of the emulator."""
     found = []
     for entry in Path("/proc").iterdir():
@@ -114,7 +183,7 @@ def upload_workers() -> list[int]:
             cwd = os.readlink(entry / "cwd")
         except OSError:
             continue
-        if cwd.startswith(str(WORKERS)) and "UploadFunction" in cwd:
+        if cwd.startswith(f"{WORKERS}{port}") and "UploadFunction" in cwd:
             found.append(int(entry.name))
     return sorted(found)
 
@@ -129,102 +198,121 @@ def status_kib(pid: int, field: str) -> int:
     return 0
 
 
-def reset_peak(pid: int) -> bool:
-    try:
-        Path(f"/proc/{pid}/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
 class Sampler(threading.Thread):
-    """Polls VmRSS of every upload worker while a run is in flight."""
+    """Polls VmRSS of every upload worker while an upload is in flight."""
 
-    def __init__(self, interval_s: float = 0.02) -> None:
+    def __init__(self, port: str, interval_s: float = 0.02) -> None:
         super().__init__(daemon=True)
+        self.port = port
         self.interval_s = interval_s
-        self.peak_rss_kib: dict[int, int] = {}
+        self.peak_kib: dict[int, int] = {}
         self.stop_flag = threading.Event()
 
     def run(self) -> None:
         while not self.stop_flag.is_set():
-            for pid in upload_workers():
-                self.peak_rss_kib[pid] = max(self.peak_rss_kib.get(pid, 0), status_kib(pid, "VmRSS"))
+            for pid in upload_workers(self.port):
+                self.peak_kib[pid] = max(self.peak_kib.get(pid, 0), status_kib(pid, "VmRSS"))
             time.sleep(self.interval_s)
 
 
+# --- one tus upload ---------------------------------------------------------------------------------
 
 
-# --- main ------------------------------------------------------------------------------------------
+def tus_upload(api: str, token: str, path: Path, port: str) -> dict[str, Any]:
+    from tusclient import client
+
+    for pid in upload_workers(port):  # the peak of this upload only
+        with contextlib.suppress(OSError):
+            Path(f"/proc/{pid}/clear_refs").write_text("5")
+    sampler = Sampler(port)
+    sampler.start()
+    tus = client.TusClient(f"{api}/uploads", headers={"Authorization": f"Bearer {token}"})
+    uploader = tus.uploader(str(path), chunk_size=PART, metadata={"filename": path.name})
+    size = path.stat().st_size
+    parts: list[float] = []
+    t0 = time.perf_counter()
+    uploader.set_url(uploader.create_url())
+    uploader.offset = 0
+    while uploader.offset < size:
+        t = time.perf_counter()
+        uploader.upload_chunk()  # type: ignore[no-untyped-call]
+        parts.append(time.perf_counter() - t)
+    elapsed = time.perf_counter() - t0
+    sampler.stop_flag.set()
+    sampler.join()
+    job = uploader.request.response_headers.get("vid2mp3-job", "") if uploader.request else ""
+    pids = sorted(sampler.peak_kib)
+    peak_kib = max((max(status_kib(p, "VmHWM"), sampler.peak_kib[p]) for p in pids), default=0)
+    parts.sort()
+    return {
+        "bytes": size,
+        "seconds": round(elapsed, 2),
+        "mib_per_s": round(size / MIB / elapsed, 1),
+        "parts": len(parts),
+        "part_ms_p50": round(1000 * statistics.median(parts), 1),
+        "part_ms_p95": round(1000 * parts[int(0.95 * (len(parts) - 1))], 1),
+        "worker_peak_rss_mib": round(peak_kib / 1024, 1),
+        "workers": len(pids),
+        "job": job,
+    }
 
 
-def bench(api: str, size_mib: float, runs: int, work: Path) -> dict[str, Any]:
+def bench(stack: dict[str, Any], sizes_mib: list[float], work: Path) -> dict[str, Any]:
+    api = stack["api_url"].rstrip("/")
+    port = stack["endpoint"].rsplit(":", 1)[1]
+    mongodb_uri = stack["parameters"]["MongodbUri"]
     token = make_user(api)
     auth = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-    wav = make_wav(work / "bench.wav", int(size_mib * MIB))
-    body, ctype = multipart(wav)
-    size = wav.stat().st_size
-    say(f"file: {wav.name}, {size / MIB:.1f} MiB; request body {len(body) / MIB:.1f} MiB")
-
     status, _, _ = request("GET", api + "/videos", headers=auth)  # a warm worker before measuring
     assert status == 200, status
-    results: list[dict[str, Any]] = []
-    job_ids = []
-    for i in range(runs):
-        workers = upload_workers()
-        baseline = {pid: status_kib(pid, "VmRSS") for pid in workers}
-        resettable = all(reset_peak(pid) for pid in workers)
-        sampler = Sampler()
-        sampler.start()
-        t0 = time.perf_counter()
-        status, _, raw = request("POST", api + "/videos", body=body, headers={**auth, "Content-Type": ctype})
-        elapsed = time.perf_counter() - t0
-        sampler.stop_flag.set()
-        sampler.join()
-        if status != 202:
-            raise SystemExit(f"upload {i + 1} failed: {status} {raw[:500]!r}")
-        job_ids.append(json.loads(raw)["id"])
-        pids = sorted(set(workers) | set(sampler.peak_rss_kib))
-        hwm = {pid: status_kib(pid, "VmHWM") for pid in pids}
-        worker = max(pids, key=lambda p: max(hwm.get(p, 0), sampler.peak_rss_kib.get(p, 0))) if pids else None
-        run: dict[str, Any] = {
-            "seconds": round(elapsed, 3),
-            "mb_per_s": round(size / 1e6 / elapsed, 1),
-            "mib_per_s": round(size / MIB / elapsed, 1),
-            "worker_pid": worker,
-            "worker_rss_before_mib": round(baseline.get(worker, 0) / 1024, 1) if worker else None,
-            "worker_peak_rss_mib": round(max(hwm.get(worker, 0), sampler.peak_rss_kib.get(worker, 0)) / 1024, 1)
-            if worker else None,
-            "peak_is_vmhwm_since_reset": resettable,
-        }
-        results.append(run)
-        say(f"run {i + 1}: {run['seconds']} s, {run['mib_per_s']} MiB/s, worker {worker} peak RSS "
-            f"{run['worker_peak_rss_mib']} MiB (before {run['worker_rss_before_mib']} MiB)")
-    for job_id in job_ids:
-        request("DELETE", f"{api}/videos/{job_id}", headers=auth)
-    peaks = [r["worker_peak_rss_mib"] for r in results if r["worker_peak_rss_mib"] is not None]
+    uploads: dict[str, Any] = {}
+    baselines: list[float] = []
+    for size_mib in sizes_mib:
+        video = make_video(work / f"bench-{int(size_mib)}.mkv", size_mib)
+        say(f"{video.name}: {video.stat().st_size / MIB:.0f} MiB")
+        baselines.append(direct_gridfs_mib_per_s(mongodb_uri, video))
+        say(f"  direct GridFS write: {baselines[-1]:.1f} MiB/s")
+        run = tus_upload(api, token, video, port)
+        say(f"  tus upload: {run['seconds']} s, {run['mib_per_s']} MiB/s, part p50 {run['part_ms_p50']} ms, "
+            f"worker peak RSS {run['worker_peak_rss_mib']} MiB")
+        baselines.append(direct_gridfs_mib_per_s(mongodb_uri, video))
+        run["function_alone_mib_per_s"] = round(function_alone_mib_per_s(stack, video), 1)
+        say(f"  the upload function alone (in this process): {run['function_alone_mib_per_s']} MiB/s")
+        job_id = run.pop("job").rsplit("/", 1)[-1]
+        if job_id:
+            request("DELETE", f"{api}/videos/{job_id}", headers=auth)
+        uploads[f"{int(size_mib)}MiB"] = run
+        video.unlink()
+    largest = uploads[f"{int(max(sizes_mib))}MiB"]
+    direct = max(baselines)
+    ratio = largest["mib_per_s"] / direct
+    alone = largest["function_alone_mib_per_s"] / direct
+    peaks = [u["worker_peak_rss_mib"] for u in uploads.values()]
+    spread = (max(peaks) - min(peaks)) / min(peaks) if min(peaks) else None
     return {
-        "file_bytes": size,
-        "body_bytes": len(body),
-        "runs": results,
-        "median_seconds": statistics.median(r["seconds"] for r in results),
-        "median_mib_per_s": statistics.median(r["mib_per_s"] for r in results),
-        "max_worker_peak_rss_mib": max(peaks) if peaks else None,
+        "uploads": uploads,
+        "direct_gridfs_mib_per_s": round(direct, 1),
+        "goals": {
+            "tus throughput vs direct GridFS write (largest file)": {"goal": f">= {GOAL_RATIO}",
+                                                                     "measured": round(ratio, 2)},
+            "the upload function alone vs direct GridFS write (largest file)": {
+                "goal": "(what the emulator's transport leaves out)", "measured": round(alone, 2)},
+            "worker peak RSS, MiB": {"goal": f"< {GOAL_RSS_MIB}", "measured": max(peaks)},
+            "worker peak RSS spread between sizes": {"goal": f"<= {GOAL_FLAT:.0%}",
+                                                     "measured": f"{spread:.1%}" if spread is not None else None},
+        },
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0] if __doc__ else None)
-    parser.add_argument("--size-mib", type=float, default=50.0)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--api-url", help="the stage URL (default: the running `make run`, else start one)")
+    parser.add_argument("--sizes-mib", default="100,1024", help="comma-separated file sizes, MiB")
     args = parser.parse_args(argv)
-
-    import tempfile
+    sizes = [float(s) for s in args.sizes_mib.split(",")]
 
     local = None
-    api = args.api_url or running_api_url()
-    if api is None:
+    stack = running_stack()
+    if stack is None:
         from infra import procs
         from infra.aws import CREDENTIALS
         from infra.local import LocalRun
@@ -233,9 +321,10 @@ def main(argv: list[str] | None = None) -> int:
         local = LocalRun(environ=dict(os.environ), port=procs.free_port())
         say("starting the local stack ...")
         api = local.start(say=say)
+        stack = {"api_url": api, "endpoint": local.emulator.endpoint, "parameters": local.parameters}
     try:
         with tempfile.TemporaryDirectory(prefix="vid2mp3-bench-") as work:
-            report = bench(api.rstrip("/"), args.size_mib, args.runs, Path(work))
+            report = bench(stack, sizes, Path(work))
     finally:
         if local is not None:
             local.stop()
