@@ -117,9 +117,12 @@ def download_mp3(id: str) -> Response:
     headers = _request().headers
     caller = _caller()
     if not accepts_mp3(headers.get("accept")):
+        if wants_json(headers.get("accept")):  # where to fetch it: a page's download button, <audio src>
+            return json_response(downloads.mp3_link(jobs(), caller, id), headers={"Cache-Control": "no-store"})
         # API Gateway sends binary bodies only to a client whose Accept matches a binary media
         # type; anyone else would get base64 text (and Chalice answers 400 for it).
-        raise InvalidInput("Send `Accept: audio/mpeg` (or `*/*`) to download the MP3.", code="not_acceptable")
+        raise InvalidInput("Send `Accept: audio/mpeg` (or `*/*`) to download the MP3, or `Accept: "
+                           "application/json` for a link to it.", code="not_acceptable")
     got = downloads.download_mp3(
         jobs(), caller, id, range_header=headers.get("range"),
         if_none_match=headers.get("if-none-match"), if_range=headers.get("if-range"),
@@ -127,6 +130,10 @@ def download_mp3(id: str) -> Response:
     headers_out: dict[str, str | list[str]] = dict(got.headers)
     return Response(body=got.body if got.status in (200, 206) else "", status_code=got.status,
                     headers=headers_out)
+
+
+def wants_json(accept: str | None) -> bool:
+    return bool(accept) and "application/json" in {p.split(";")[0].strip().lower() for p in (accept or "").split(",")}
 
 
 def accepts_mp3(accept: str | None) -> bool:

@@ -161,6 +161,10 @@ def test_a_100_mb_video_killed_halfway_resumes_from_a_new_process_and_downloads_
     assert f'filename="{video.stem}.mp3"' in headers["Content-Disposition"]
     assert by_ranges == by_redirect and len(by_ranges) == mp3_size
     assert abs(played_seconds(by_redirect, tmp_path) - AUDIO_S) < 0.5
+    # Or as a link, for a page's download button or <audio src>.
+    link = user.call("GET", mp3_path, headers={"Accept": "application/json"})
+    assert link.status == 200 and link.body["size"] == mp3_size and link.body["filename"] == f"{video.stem}.mp3"
+    assert fetch(link.body["url"])[2] == by_redirect
     # The redirect itself: a short-lived link, never cached; deleting the video removes the copy it names.
     r = user.call("GET", mp3_path, headers={"Accept": "*/*"})
     assert r.status == 302 and r.raw == b"" and r.headers["Cache-Control"] == "no-store"

@@ -240,7 +240,7 @@ def test_download_full_range_and_conditions(world):
     assert r.status == 200 and r.body == mp3
     r = world.call("GET", "/videos/{id}/mp3", path_id=job_id, headers={"Accept": "*/*", "If-None-Match": etag})
     assert r.status == 304 and r.body == b""
-    for accept in (None, "application/json", "audio/*"):
+    for accept in (None, "text/html", "audio/*"):
         r = world.call("GET", "/videos/{id}/mp3", path_id=job_id, headers={"Accept": accept} if accept else {})
         assert r.status == 400 and r.json()["error"]["code"] == "not_acceptable"
 
@@ -266,6 +266,12 @@ def test_a_large_mp3_is_served_in_ranges_of_at_most_4_mib_and_redirected_whole(w
     # The copy is made once; the next download only gets a new link.
     world.call("GET", "/videos/{id}/mp3", path_id=job_id, headers={"Accept": "*/*"})
     assert exporter.exports == 1
+    # A client that cannot send a token with the download (a page's link, <audio src>) asks for the link.
+    r = world.call("GET", "/videos/{id}/mp3", path_id=job_id, headers={"Accept": "application/json"})
+    assert r.status == 200 and r.headers["cache-control"] == "no-store"
+    link = r.json()
+    assert link["size"] == len(mp3) and link["filename"] == "Concert.mp3" and link["expires_in"] == 300
+    assert link["url"].startswith(exporter.base_url) and exporter.exports == 1
     # Deleting the job removes the copy too.
     assert world.call("DELETE", "/videos/{id}", path_id=job_id).status == 204
     assert exporter.objects == {}

@@ -17,6 +17,8 @@ def export_key(job_id: str) -> str:
 
 
 class Exporter(Protocol):
+    url_ttl_s: int  # how long a link works
+
     def link(self, key: str, *, size: int, content_disposition: str, content_type: str) -> str | None:
         """A short-lived URL to download the copy under `key` with these response headers, or None when
         there is no copy of `size` bytes there."""

@@ -15,6 +15,7 @@ class InMemoryExporter:
     objects: dict[str, bytes] = field(default_factory=dict)
     available: bool = True
     exports: int = 0  # how many copies were made
+    url_ttl_s: int = 300
 
     def _check(self) -> None:
         if not self.available:

@@ -14,18 +14,19 @@ carries more than MAX_BODY_BYTES (4 MiB) of MP3:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from vid2mp3.auth.identity import Identity
 from vid2mp3.errors import Conflict, DependencyUnavailable, NotFound, PayloadTooLarge
 from vid2mp3.exports import export_key
 from vid2mp3.jobs import Job
-from vid2mp3.jobs.disposition import content_disposition
+from vid2mp3.jobs.disposition import content_disposition, mp3_filename
 from vid2mp3.jobs.ranges import parse_range
 from vid2mp3.jobs.service import JobsDeps, get_video
 from vid2mp3.limits import MAX_BODY_BYTES
 from vid2mp3.objectstore import MP3S_BUCKET
 
-__all__ = ["Download", "download_mp3"]
+__all__ = ["Download", "download_mp3", "mp3_link"]
 
 MP3_TYPE = "audio/mpeg"
 
@@ -48,11 +49,8 @@ def download_mp3(
     if_range: str | None = None,
 ) -> Download:
     """The MP3, one range of it, or where to fetch it (see the module's description)."""
-    job = get_video(d, caller, job_id)
-    if job.status == "failed":
-        raise Conflict("The conversion failed; there is no MP3.", code="conversion_failed")
-    if job.status != "done" or job.mp3 is None:
-        raise Conflict(f"The MP3 is not ready yet (the job is {job.status}).", code="not_ready")
+    job = _done_job(d, caller, job_id)
+    assert job.mp3 is not None
     size = job.mp3.size
     etag = f'"{job.id}.{size}"'  # the MP3 of a job never changes once written
     disposition = content_disposition(job.filename)
@@ -79,6 +77,27 @@ def download_mp3(
     return Download(206, headers, body, job=job)
 
 
+def mp3_link(d: JobsDeps, caller: Identity, job_id: str) -> dict[str, Any]:
+    """Where to fetch the MP3 directly, whatever its size: a short-lived link to the export copy (made on
+    first need), for clients that cannot send a token with the download itself (a page's download link,
+    `<audio src>`)."""
+    job = _done_job(d, caller, job_id)
+    assert job.mp3 is not None
+    link = _export_link(d, job, content_disposition(job.filename))
+    assert d.exporter is not None  # _export_link made sure
+    return {"url": link, "expires_in": d.exporter.url_ttl_s, "size": job.mp3.size,
+            "filename": mp3_filename(job.filename)}
+
+
+def _done_job(d: JobsDeps, caller: Identity, job_id: str) -> Job:
+    job = get_video(d, caller, job_id)
+    if job.status == "failed":
+        raise Conflict("The conversion failed; there is no MP3.", code="conversion_failed")
+    if job.status != "done" or job.mp3 is None:
+        raise Conflict(f"The MP3 is not ready yet (the job is {job.status}).", code="not_ready")
+    return job
+
+
 def _read(d: JobsDeps, job: Job, start: int, end: int) -> bytes:
     assert job.mp3 is not None
     try:
@@ -89,11 +108,19 @@ def _read(d: JobsDeps, job: Job, start: int, end: int) -> bytes:
 
 
 def _redirect(d: JobsDeps, job: Job, disposition: str) -> Download:
-    assert job.mp3 is not None
     if d.exporter is None:
         raise PayloadTooLarge(
             f"The MP3 is larger than {MAX_BODY_BYTES} bytes, more than one response can carry; download it "
             "in parts with Range requests (bytes=0-4194303, ...).", code="use_range_requests")
+    # The link is short-lived: neither the redirect nor its target may be cached.
+    return Download(302, {"Location": _export_link(d, job, disposition), "Cache-Control": "no-store"}, job=job)
+
+
+def _export_link(d: JobsDeps, job: Job, disposition: str) -> str:
+    """A presigned link to the job's export copy, made first when there is none."""
+    assert job.mp3 is not None
+    if d.exporter is None:
+        raise DependencyUnavailable("Links to MP3s are not available here (no export storage is configured).")
     key, size = export_key(job.id), job.mp3.size
     link = d.exporter.link(key, size=size, content_disposition=disposition, content_type=MP3_TYPE)
     if link is None:
@@ -106,8 +133,7 @@ def _redirect(d: JobsDeps, job: Job, disposition: str) -> Download:
         link = d.exporter.link(key, size=size, content_disposition=disposition, content_type=MP3_TYPE)
         if link is None:
             raise DependencyUnavailable("The MP3 could not be prepared for download; try again shortly.")
-    # The link is short-lived: neither the redirect nor its target may be cached.
-    return Download(302, {"Location": link, "Cache-Control": "no-store"}, job=job)
+    return link
 
 
 def _etag_matches(header: str, etag: str) -> bool:
