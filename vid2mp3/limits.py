@@ -26,6 +26,10 @@ LAMBDA_MAX_RESPONSE_BYTES = 6 * MIB + 100  # 6,291,556: what Lambda names in its
 # rest of the event (headers, request context) stay well under the Lambda limits.
 MAX_BODY_BYTES = 4 * MIB
 
+# How long a request may spend removing stored bytes before it leaves the rest to the scheduled
+# function: a 2 GiB video on a slow MongoDB-wire server takes longer than API Gateway's 29 s.
+DELETE_BUDGET_S = 10.0
+
 Handler = Callable[[dict[str, Any], Any], Any]
 
 REQUEST_TOO_LARGE = (

@@ -157,6 +157,20 @@ def test_chunks_written_in_pieces_are_a_standard_gridfs_file_once_sealed(store, 
     assert store.stat(VIDEOS_BUCKET, oid) is None
 
 
+def test_a_delete_with_a_time_budget_stops_and_the_next_finishes(store):
+    oid = str(uuid.uuid4())
+    data = bytes(600 * CHUNK_SIZE + 10)  # more than one bounded batch (512 chunks)
+    store.write_chunks(VIDEOS_BUCKET, oid, 0, data)
+    store.seal(VIDEOS_BUCKET, oid, len(data), filename="big", metadata={})
+    chunks = store._chunks(VIDEOS_BUCKET)
+    assert not store.delete(VIDEOS_BUCKET, oid, budget_s=0)  # one bounded batch, then out of time
+    assert store.stat(VIDEOS_BUCKET, oid) is None  # invisible at once
+    left = chunks.count_documents({"files_id": oid})
+    assert 0 < left < 601
+    assert store.delete(VIDEOS_BUCKET, oid, budget_s=60)
+    assert chunks.count_documents({"files_id": oid}) == 0
+
+
 # --- probing a stored video from its head, tail and index, with the real ffprobe --------------------
 
 

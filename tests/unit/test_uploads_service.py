@@ -231,10 +231,11 @@ def test_a_small_file_the_probe_refuses_becomes_a_failed_job_with_the_reason(d, 
     done = send(d, upload_id, data, MIB)
     job = done.job
     assert job is not None and job.status == "failed" and job.error_code == code
-    # The failure event goes out (so does the email), once; the video is not kept.
+    # The failure event goes out (so does the email), once; the video stays with the job, as any failed
+    # job's does, until the job is deleted.
     [event] = d.jobs.publisher.messages
     assert event.queue == CONVERSION_FAILED_QUEUE and event.body["error"]["code"] == code
-    assert d.jobs.store.stat(VIDEOS_BUCKET, upload_id) is None
+    assert stored(d, upload_id) == data
 
 
 def test_a_large_file_whose_parts_do_not_decide_is_left_to_the_converter(d):
@@ -282,6 +283,14 @@ def test_termination_removes_every_byte(d):
     assert d.jobs.store.chunks == {}
     with pytest.raises(NotFound):
         uploads.status(d, ALICE, upload_id)
+
+
+def test_an_upload_being_written_cannot_be_terminated_under_its_writer(d):
+    upload_id = new(d, 3 * MIB)
+    assert d.uploads.claim(upload_id, ALICE.user_id, 0, str(uuid.uuid4()), 40) is not None
+    with pytest.raises(Locked):
+        uploads.terminate(d, ALICE, upload_id)
+    assert uploads.status(d, ALICE, upload_id).offset == 0
 
 
 def test_a_finished_upload_cannot_be_terminated(d):

@@ -35,6 +35,7 @@ from vid2mp3.errors import (
 )
 from vid2mp3.exports import Exporter, export_key
 from vid2mp3.jobs import Job, JobRepository, completed_event, conversion_message, failed_event
+from vid2mp3.limits import DELETE_BUDGET_S
 from vid2mp3.media.binaries import find_ffprobe
 from vid2mp3.media.probe import MediaInfo, probe
 from vid2mp3.multipart import spooled_upload
@@ -83,6 +84,8 @@ REDRIVE_AFTER_S = 180.0
 # A deleted job's row stays this long as a tombstone, so that DELETE repeated by its owner is 204
 # again (idempotent); then the re-drive removes it (and, once more, its objects).
 TOMBSTONE_TTL_S = 3600.0
+# Time the scheduled function may spend on one tombstone's objects (its timeout is 60 s).
+PURGE_BUDGET_S = 20.0
 
 # What to record as the video's type when the client sent none (or a generic one).
 _TYPE_BY_DEMUXER = {
@@ -207,11 +210,10 @@ def register_job(d: JobsDeps, job: Job, *, keep_video_on_error: bool = False) ->
 
 def refuse_job(d: JobsDeps, job: Job, refusal: AppError) -> Job:
     """Record a job whose video the probe refused once all of it was stored: it fails at once with the
-    probe's error (as a conversion failing would: conversion_failed goes out, so does the email), and
-    the video is removed."""
+    probe's error, exactly as a conversion failing would: conversion_failed goes out (so does the email),
+    and the video stays with the job until the job is deleted, like any failed job's."""
     d.jobs.create(job)
     if d.jobs.mark_failed(job.id, refusal.code, refusal.message):
-        _forget_video(d, job.video_id)
         failed = replace(job, status="failed", error_code=refusal.code, error_message=refusal.message)
         try:
             d.publisher.publish(d.failed_queue, failed_event(failed, refusal.code, refusal.message),
@@ -341,20 +343,23 @@ def delete_video(d: JobsDeps, caller: Identity, job_id: str) -> None:
     job = d.jobs.mark_deleted(job_id, caller.user_id)
     if job is None:
         raise NotFound("No such video.")
-    _remove_objects(d, job)
+    # Within the request's budget; what a very large video leaves is removed with the tombstone.
+    _remove_objects(d, job, budget_s=DELETE_BUDGET_S)
     d.logger.info("video deleted", extra={"job_id": job.id})
 
 
-def _remove_objects(d: JobsDeps, job: Job) -> None:
+def _remove_objects(d: JobsDeps, job: Job, *, budget_s: float | None = None) -> bool:
+    """Remove the job's video, MP3 and export copy; False when the video's chunks were not all removed
+    within `budget_s` (everything is invisible already; call again to finish)."""
     store = d.store
     if d.exporter is not None:
         d.exporter.delete(export_key(job.id))
-    store.delete(VIDEOS_BUCKET, job.video_id)
     if job.mp3 is not None:
         store.delete(MP3S_BUCKET, job.mp3.object_id)
     # Also the conventional id of a job's MP3 (its job id), in case a conversion stored it and
     # lost the race with this delete before it could record it.
     store.delete(MP3S_BUCKET, job.id)
+    return store.delete(VIDEOS_BUCKET, job.video_id, budget_s=budget_s)
 
 
 # --- the re-drive (scheduled) ---------------------------------------------------------------------
@@ -416,7 +421,8 @@ def redrive(
         result.events.append(job.id)
         d.logger.info("re-drive: finished-job event published", extra={"job_id": job.id, "queue": queue})
     for job in d.jobs.deleting(tombstone_ttl_s, limit):
-        _remove_objects(d, job)
+        if not _remove_objects(d, job, budget_s=PURGE_BUDGET_S):
+            break  # a very large video: the next run goes on with it
         d.jobs.delete(job.id, job.owner_id)
         result.purged.append(job.id)
     return result

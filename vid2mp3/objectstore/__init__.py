@@ -45,7 +45,9 @@ class ObjectStore(Protocol):
     def read(self, bucket: str, object_id: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         """Yield the bytes [start, end) in chunks; raises KeyError when the object is missing."""
 
-    def delete(self, bucket: str, object_id: str) -> None:
-        """Remove the object and all its chunks; a missing object is not an error."""
+    def delete(self, bucket: str, object_id: str, *, budget_s: float | None = None) -> bool:
+        """Remove the object and all its chunks; a missing object is not an error. The object is invisible
+        at once; with `budget_s`, chunk removal stops after about that long and False says some are left
+        (call again to finish: a large object on a slow server takes longer than a request may)."""
 
     def ping(self) -> None: ...

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any, BinaryIO
 
@@ -38,6 +39,7 @@ from vid2mp3.objectstore import CHUNK_SIZE, StoredObject
 
 READ_WINDOW = 16  # chunks per query (and reply)
 WRITE_BATCH = 16  # chunks per insert_many
+DELETE_BATCH = 512  # chunks per delete_many when a delete has a time budget (128 MiB)
 
 _DUPLICATE_KEY = frozenset({11000, 11001, 12582})
 
@@ -219,10 +221,22 @@ class GridFSStore:
 
     # --- the rest ------------------------------------------------------------------------------------------
 
-    def delete(self, bucket: str, object_id: str) -> None:
+    def delete(self, bucket: str, object_id: str, *, budget_s: float | None = None) -> bool:
+        chunks = self._chunks(bucket)
         try:
             self._files(bucket).delete_one({"_id": object_id})
-            self._chunks(bucket).delete_many({"files_id": object_id})
+            if budget_s is None:
+                chunks.delete_many({"files_id": object_id})
+                return True
+            deadline = time.monotonic() + budget_s
+            last = chunks.find_one({"files_id": object_id}, {"n": 1}, sort=[("n", pymongo.DESCENDING)])
+            top = int(last["n"]) if last is not None else -1
+            while top >= 0:  # from the end, a bounded delete at a time
+                chunks.delete_many({"files_id": object_id, "n": {"$gt": top - DELETE_BATCH, "$lte": top}})
+                top -= DELETE_BATCH
+                if top >= 0 and time.monotonic() > deadline:
+                    return False
+            return True
         except pymongo.errors.PyMongoError as exc:
             raise DependencyUnavailable(UNAVAILABLE) from exc
 

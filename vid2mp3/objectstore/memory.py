@@ -63,10 +63,11 @@ class InMemoryObjectStore:
         data = self.objects[(bucket, object_id)][1]
         return iter([data[start:end]])
 
-    def delete(self, bucket: str, object_id: str) -> None:
+    def delete(self, bucket: str, object_id: str, *, budget_s: float | None = None) -> bool:
         self._check()
         self.objects.pop((bucket, object_id), None)
         self.chunks.pop((bucket, object_id), None)
+        return True
 
     def ping(self) -> None:
         self._check()

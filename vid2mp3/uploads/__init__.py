@@ -67,8 +67,9 @@ class UploadRepository(Protocol):
     def release(self, upload_id: str, token: str) -> None:
         """End a lease without storing anything (the PATCH failed)."""
 
-    def delete(self, upload_id: str, owner_id: str) -> Upload | None:
-        """Remove the owner's upload row; returns what was removed."""
+    def end(self, upload_id: str, owner_id: str) -> Upload | None:
+        """Termination: make the owner's unfinished upload expired now, unless a PATCH holds its lease.
+        Returns the upload; None when it is unknown, someone else's, finished or being written."""
 
     def expired(self, limit: int) -> list[Upload]:
         """Uploads past their expiry (finished or not), oldest first."""

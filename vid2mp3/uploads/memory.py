@@ -104,13 +104,13 @@ class InMemoryUploadRepository:
             if row is not None and row.writer == token:
                 row.writer = row.writer_until = None
 
-    def delete(self, upload_id: str, owner_id: str) -> Upload | None:
+    def end(self, upload_id: str, owner_id: str) -> Upload | None:
         with self._lock:
             self._check()
             row = self._owned(upload_id, owner_id)
-            if row is None:
+            if row is None or row.upload.finished or self._leased(row):
                 return None
-            del self.rows[_key(upload_id)]
+            row.upload = replace(row.upload, expires_at=min(row.upload.expires_at, self.clock()))
             return row.upload
 
     def expired(self, limit: int) -> list[Upload]:

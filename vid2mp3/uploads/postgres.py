@@ -120,12 +120,15 @@ class PostgresUploadRepository:
         self._one("UPDATE uploads SET writer = NULL, writer_until = NULL WHERE id = %s AND writer = %s "
                   "RETURNING id", (uid, writer))
 
-    def delete(self, upload_id: str, owner_id: str) -> Upload | None:
+    def end(self, upload_id: str, owner_id: str) -> Upload | None:
         uid, owner = parse_uuid(upload_id), parse_uuid(owner_id)
         if uid is None or owner is None:
             return None
-        row = self._one(f"DELETE FROM uploads WHERE id = %s AND owner_id = %s RETURNING {_COLUMNS}",  # noqa: S608
-                        (uid, owner))
+        row = self._one(
+            "UPDATE uploads SET expires_at = least(expires_at, now()), updated_at = now() "  # noqa: S608
+            f"WHERE id = %s AND owner_id = %s AND finished_at IS NULL AND NOT ({_LEASED}) RETURNING {_COLUMNS}",
+            (uid, owner),
+        )
         return _upload(row) if row is not None else None
 
     def expired(self, limit: int) -> list[Upload]:

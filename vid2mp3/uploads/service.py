@@ -20,6 +20,7 @@ vid2mp3.uploads.tus; here are the rules:
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -37,7 +38,7 @@ from vid2mp3.errors import (
     PayloadTooLarge,
 )
 from vid2mp3.jobs import Job, service
-from vid2mp3.limits import MAX_BODY_BYTES
+from vid2mp3.limits import DELETE_BUDGET_S, MAX_BODY_BYTES
 from vid2mp3.media.stored import Verdict, early_refusal, probe_stored
 from vid2mp3.multipart import clean_content_type, clean_filename
 from vid2mp3.objectstore import CHUNK_SIZE, VIDEOS_BUCKET
@@ -61,6 +62,7 @@ __all__ = [
 # live writer never loses it; a killed writer's lease lapses after this.
 LEASE_S = 40.0
 SWEEP_BATCH = 100
+SWEEP_BUDGET_S = 20.0  # of the scheduled function's 60 s
 # How much of an upload's first part the early check probes (enough for every container's header).
 EARLY_CHECK_BYTES = 1024 * 1024
 
@@ -261,7 +263,8 @@ def _make_job(d: UploadsDeps, upload: Upload, verdict: Verdict) -> Job:
 
 
 def terminate(d: UploadsDeps, caller: Identity, upload_id: str) -> None:
-    """Remove an unfinished upload and every byte of it (tus termination)."""
+    """Remove an unfinished upload and every byte of it (tus termination). The upload is gone for the
+    client at once (410, then 404); bytes a request has no time to remove go with the next sweep."""
     upload = d.uploads.get(upload_id, caller.user_id)
     if upload is None:
         raise NotFound("No such upload.", code="upload_not_found")
@@ -269,8 +272,11 @@ def terminate(d: UploadsDeps, caller: Identity, upload_id: str) -> None:
         where = service.video_location(d.jobs.settings, upload.job_id)
         raise Conflict(f"This upload is finished: it is the video {where}; delete that instead.",
                        code="upload_finished")
-    d.uploads.delete(upload_id, caller.user_id)
-    d.jobs.store.delete(VIDEOS_BUCKET, upload.video_id)
+    if d.uploads.end(upload_id, caller.user_id) is None:
+        raise Locked("A part is being written to this upload right now; try again in a moment.",
+                     code="upload_locked")
+    if d.jobs.store.delete(VIDEOS_BUCKET, upload.video_id, budget_s=DELETE_BUDGET_S):
+        d.uploads.remove(upload_id)
     d.jobs.logger.info("upload terminated", extra={"upload_id": upload.id, "offset": upload.offset})
 
 
@@ -283,15 +289,19 @@ class SweepResult:
     forgotten: list[str] = field(default_factory=list)  # finished: the row only (the job lives on)
 
 
-def sweep(d: UploadsDeps, *, limit: int = SWEEP_BATCH) -> SweepResult:
-    """Remove expired uploads: an unfinished one with every chunk it stored; a finished one's row."""
+def sweep(d: UploadsDeps, *, limit: int = SWEEP_BATCH, budget_s: float = SWEEP_BUDGET_S) -> SweepResult:
+    """Remove expired uploads: an unfinished one with every chunk it stored; a finished one's row. Stops
+    after about `budget_s` (a huge upload on a slow store is finished by the next run)."""
     result = SweepResult()
+    deadline = time.monotonic() + budget_s
     for upload in d.uploads.expired(limit):
         if upload.finished:
             d.uploads.remove(upload.id)
             result.forgotten.append(upload.id)
             continue
-        d.jobs.store.delete(VIDEOS_BUCKET, upload.video_id)
+        left = deadline - time.monotonic()
+        if left <= 0 or not d.jobs.store.delete(VIDEOS_BUCKET, upload.video_id, budget_s=left):
+            break
         d.uploads.remove(upload.id)
         result.removed.append(upload.id)
         d.jobs.logger.info("expired upload removed", extra={"upload_id": upload.id, "offset": upload.offset})
