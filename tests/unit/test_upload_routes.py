@@ -21,6 +21,7 @@ from vid2mp3.errors import Unprocessable, UnsupportedMedia
 from vid2mp3.jobs import Mp3Info, service
 from vid2mp3.jobs.memory import InMemoryJobRepository
 from vid2mp3.media.probe import AudioStream, MediaInfo
+from vid2mp3.media.tracks import TrackChoice
 from vid2mp3.objectstore import MP3S_BUCKET, VIDEOS_BUCKET
 from vid2mp3.objectstore.memory import InMemoryObjectStore
 from vid2mp3.queue.memory import InMemoryPublisher
@@ -90,7 +91,7 @@ class Result:
         return json.loads(self.body)
 
 
-def fake_probe(path: Path) -> MediaInfo:
+def fake_probe(path: Path, track: TrackChoice | None = None) -> MediaInfo:
     """Stands for ffprobe: b"MEDIA..." is a 3 s clip with audio, b"NOAUDIO..." has none, else not media."""
     with open(path, "rb") as f:
         head = f.read(16)

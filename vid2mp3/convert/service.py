@@ -52,7 +52,8 @@ from vid2mp3.convert.verify import Mp3Facts, check_output, classify_run, measure
 from vid2mp3.convert.workspace import job_workspace
 from vid2mp3.errors import AppError, DependencyUnavailable, PermanentFailure
 from vid2mp3.jobs import Job, JobRepository, Mp3Info, completed_event, failed_event
-from vid2mp3.media.probe import MediaInfo, probe
+from vid2mp3.media.probe import MediaInfo, probe, summary_track
+from vid2mp3.media.tracks import TrackChoice
 from vid2mp3.objectstore import MP3S_BUCKET, VIDEOS_BUCKET, ObjectStore
 from vid2mp3.queue import Publisher
 from vid2mp3.queue.topology import CONVERSION_COMPLETED_QUEUE, CONVERSION_FAILED_QUEUE, DEFAULT_DELIVERY_LIMIT
@@ -201,7 +202,7 @@ class Converter:
             if converted is None:
                 source = workdir / "source"
                 self._spool(job.video_id, source)
-                converted = self._convert_input(job, choice, self._probe(source), source, output, deadline)
+                converted = self._convert_input(job, choice, self._probe(source, job), source, output, deadline)
             plan, facts = converted
             size = output.stat().st_size
             bitrate = plan.bitrate or kbps_label(size * 8 / facts.duration_s)
@@ -238,9 +239,13 @@ class Converter:
             for chunk in chunks:
                 out.write(chunk)
 
-    def _probe(self, source: Path) -> MediaInfo:
+    def _probe(self, source: Path, job: Job) -> MediaInfo:
+        """The spooled copy probed again, taking the audio track the upload chose (the user's choice or
+        the usual rule, recorded in the job's summary); the usual rule for a job without one."""
+        position = summary_track(job.extra.get("media")) if isinstance(job.extra, Mapping) else None
+        track = None if position is None else TrackChoice(index=position)
         try:
-            return probe(source, ffprobe=self.ffprobe, max_duration_s=self.max_duration_s)
+            return probe(source, ffprobe=self.ffprobe, max_duration_s=self.max_duration_s, track=track)
         except AppError as refusal:  # UnsupportedMedia / Unprocessable, with their stable codes
             raise failures.from_probe(refusal) from None
 

@@ -38,6 +38,7 @@ from vid2mp3.jobs.disposition import content_disposition
 from vid2mp3.jobs.ranges import parse_range
 from vid2mp3.media.binaries import find_ffprobe
 from vid2mp3.media.probe import MediaInfo, probe
+from vid2mp3.media.tracks import TrackChoice, parse_track_choice
 from vid2mp3.multipart import spooled_upload
 from vid2mp3.objectstore import MP3S_BUCKET, VIDEOS_BUCKET, ObjectStore
 from vid2mp3.queue import Publisher
@@ -117,9 +118,10 @@ class JobsDeps:
     store: ObjectStore
     publisher: Publisher
     logger: Logger
-    # Probes a spooled upload and checks it (vid2mp3.media.probe.probe with the settings' cap);
-    # raises UnsupportedMedia / Unprocessable. Unit tests hand in a fake.
-    probe: Callable[[Path], MediaInfo]
+    # Probes a spooled upload and checks it (vid2mp3.media.probe.probe with the settings' cap), taking
+    # the audio track the user chose (None: the usual rule); raises UnsupportedMedia / Unprocessable.
+    # Unit tests hand in a fake.
+    probe: Callable[[Path, TrackChoice | None], MediaInfo]
     clock: Callable[[], datetime] = _utcnow
     new_id: Callable[[], str] = _new_id
     queue: str = VIDEO_CONVERSION_QUEUE  # where conversion messages go (tests use a private one)
@@ -127,12 +129,12 @@ class JobsDeps:
     failed_queue: str = CONVERSION_FAILED_QUEUE
 
 
-def media_prober(settings: Settings, ffprobe: str | None = None) -> Callable[[Path], MediaInfo]:
+def media_prober(settings: Settings, ffprobe: str | None = None) -> Callable[[Path, TrackChoice | None], MediaInfo]:
     """The real probe: ffprobe (found on first use: the re-drive never needs it) and the duration cap."""
     find = functools.cache(lambda: ffprobe or find_ffprobe(settings.ffprobe_path))
 
-    def run(path: Path) -> MediaInfo:
-        return probe(path, ffprobe=find(), max_duration_s=settings.max_duration_seconds)
+    def run(path: Path, track: TrackChoice | None = None) -> MediaInfo:
+        return probe(path, ffprobe=find(), max_duration_s=settings.max_duration_seconds, track=track)
 
     return run
 
@@ -153,14 +155,15 @@ def upload_video(
     max_bytes = d.settings.max_upload_bytes
     if body_length is not None and body_length > max_bytes + BODY_OVERHEAD:
         raise PayloadTooLarge(f"The upload is larger than the limit of {max_bytes} bytes.")
-    with spooled_upload(body, content_type, max_bytes=max_bytes, fields=("bitrate",)) as form:
+    with spooled_upload(body, content_type, max_bytes=max_bytes, fields=("bitrate", "audio_track")) as form:
         upload = form.file
         if upload is None:
             raise InvalidInput("Send the video as a file in the multipart field `file`.", code="file_missing")
         bitrate = parse_bitrate(form.fields.get("bitrate"))
+        track = parse_track_choice(form.fields.get("audio_track"))
         if upload.size == 0:
             raise InvalidInput("The file is empty.", code="empty_file")
-        media = d.probe(upload.path)
+        media = d.probe(upload.path, track)
         job_id, video_id, now = d.new_id(), d.new_id(), d.clock()
         filename = upload.filename or "video"
         content = _content_type(upload.content_type, media)
@@ -176,7 +179,7 @@ def upload_video(
     job = Job(
         id=job_id, owner_id=caller.user_id, owner_email=caller.email, filename=filename,
         content_type=content, size=upload.size, sha256=upload.sha256, video_id=video_id, bitrate=bitrate,
-        correlation_id=correlation_id, created_at=now, updated_at=now, duration_s=media.duration_s,
+        correlation_id=correlation_id, created_at=now, updated_at=now, duration_s=media.audio_duration_s,
         extra={"media": media.summary()},
     )
     try:
