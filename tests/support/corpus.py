@@ -99,6 +99,9 @@ GSTREAMER: dict[str, tuple[str, str, float, int]] = {
     "gst-pcm.mov": ("QuickTime MOV with PCM", _mux("qtmux", _video(3), _tone(3, fmt="S16BE")), 3.0, 2),
     "gst-ac3-51.mp4": ("AC-3 5.1 (dialogue in the centre)", _mux(
         "mp4mux", _video(3), _centre_only(3) + " ! avenc_ac3 bitrate=384000 ! ac3parse"), 3.0, 6),
+    "gst-languages.mp4": ("several audio tracks in an MP4: French first", _mux(
+        "mp4mux", _video(3), _tone(2, freq=330) + ' ! voaacenc ! taginject tags="language-code=fra"',
+        _tone(3) + ' ! voaacenc ! taginject tags="language-code=eng"'), 2.0, 2),
 }
 
 # Raw parts that mkvmerge assembles (GStreamer writes them).
@@ -111,6 +114,7 @@ PARTS: dict[str, str] = {
     "german.mka": f"{_tone(3.5, freq=660)} ! opusenc ! matroskamux ! filesink location={{out}}",
     "eac3-51.eac3": f"{_centre_only(3)} ! avenc_eac3 bitrate=384000 ! filesink location={{out}}",
     "french.m4a": f"{_tone(2, freq=330)} ! voaacenc ! mp4mux ! filesink location={{out}}",
+    "long.mka": f"{_tone(20)} ! opusenc ! matroskamux ! filesink location={{out}}",
 }
 
 COMMENTARY = ["--language", "0:eng", "--track-name", "0:Director's commentary", "--commentary-flag", "0:1",
@@ -125,6 +129,9 @@ MKVMERGE: dict[str, tuple[str, list[str]]] = {
     "mkvmerge-shifted.mkv": ("Matroska whose header duration is shorter than its shifted audio",
                              ["--disable-track-statistics-tags", "video3.mkv", "--sync", "0:2000", "main.mka"]),
     "mkvmerge-eac3-51.mkv": ("E-AC-3 5.1 (dialogue in the centre)", ["video3.mkv", "eac3-51.eac3"]),
+    # not a class of its own: a header that hides most of the audio, to check the cap is on the audio
+    "mkvmerge-hidden-length.mka": ("20 s of audio whose header says 1 s", [
+        "--disable-track-statistics-tags", "long.mka"]),
     "mkvmerge-languages.mkv": ("several audio tracks: French first", [
         "video3.mkv", "--language", "0:fre", "french.m4a", "--language", "0:eng", "--default-track-flag", "0:0",
         "main.mka"]),
@@ -138,9 +145,12 @@ RECORDINGS: dict[str, str] = {  # name: MediaRecorder mimeType
 
 SAMPLES: tuple[Sample, ...] = (
     *(Sample(name, "chromium", "browser recording (MediaRecorder), no duration, no cues", RECORD_MS / 1000,
-             tolerance_s=0.4, recipe=("chromium", mime, str(RECORD_MS))) for name, mime in RECORDINGS.items()),
+             channels=1, tolerance_s=0.4, recipe=("chromium", mime, str(RECORD_MS)))
+      for name, mime in RECORDINGS.items()),
     *(Sample(name, "gstreamer", kind, seconds, channels=channels, recipe=("gstreamer", pipeline))
       for name, (kind, pipeline, seconds, channels) in GSTREAMER.items()),
+    Sample("gst-languages.mp4", "gstreamer", "the user chose English, the second track of an MP4", 3.0, track=1,
+           choice="eng", recipe=("gstreamer", GSTREAMER["gst-languages.mp4"][1])),
     Sample("mkvmerge-commentary.mkv", "mkvmerge", MKVMERGE["mkvmerge-commentary.mkv"][0], 3.0, track=2),
     Sample("mkvmerge-commentary.mkv", "mkvmerge", "the user chose German", 3.5, track=3, choice="de"),
     Sample("mkvmerge-commentary.mkv", "mkvmerge", "the user chose track 1", 2.5, track=1, choice="1"),
@@ -149,14 +159,17 @@ SAMPLES: tuple[Sample, ...] = (
     Sample("mkvmerge-languages.mkv", "mkvmerge", MKVMERGE["mkvmerge-languages.mkv"][0], 2.0, track=0),
     Sample("mkvmerge-shifted.mkv", "mkvmerge", MKVMERGE["mkvmerge-shifted.mkv"][0], 3.0),
     Sample("mkvmerge-eac3-51.mkv", "mkvmerge", MKVMERGE["mkvmerge-eac3-51.mkv"][0], 3.0, channels=6),
-    Sample("ffmpeg-edit-list.mp4", "ffmpeg+edit", "MP4 whose edit list plays less than its samples", 2.0,
+    Sample("ffmpeg-edit-list.mp4", "ffmpeg+edit", "MP4 whose edit list plays less than its samples", 2.0, channels=1,
            recipe=("ffmpeg", "aac 4 s, edit list 2 s")),
 )
 
-for _s in SAMPLES:  # mkvmerge files depend on their parts' recipes and on the edit below
+HIDDEN_LENGTH = Sample("mkvmerge-hidden-length.mka", "mkvmerge", MKVMERGE["mkvmerge-hidden-length.mka"][0], 20.0)
+EDITS = {"mkvmerge-shifted.mkv": 2.5, "mkvmerge-hidden-length.mka": 1.0}  # header durations written over
+
+for _s in (*SAMPLES, HIDDEN_LENGTH):  # mkvmerge files depend on their parts' recipes and on the edits
     if _s.made_by == "mkvmerge" and not _s.recipe:
-        object.__setattr__(_s, "recipe", ("mkvmerge", json.dumps(MKVMERGE[_s.name][1]),
-                                          json.dumps(PARTS), "shorter header duration 2.5 s"))
+        object.__setattr__(_s, "recipe", ("mkvmerge", json.dumps(MKVMERGE[_s.name][1]), json.dumps(PARTS),
+                                          str(EDITS.get(_s.name))))
 
 
 def key(sample: Sample) -> str:
@@ -284,8 +297,8 @@ def build(samples: Iterable[Sample], ffmpeg: str, cache: Path = CACHE) -> dict[s
             _gst(GSTREAMER[name][1], out)
         elif s.made_by == "mkvmerge":
             _run([tool("mkvmerge"), "-q", "-o", str(out), *MKVMERGE[name][1]], cwd=work)
-            if name == "mkvmerge-shifted.mkv":
-                _patch_matroska_duration(out, 2.5)
+            if name in EDITS:
+                _patch_matroska_duration(out, EDITS[name])
         elif s.made_by == "ffmpeg+edit":
             _edit_list_mp4(out, ffmpeg)
         made[name] = out
@@ -300,5 +313,5 @@ def build(samples: Iterable[Sample], ffmpeg: str, cache: Path = CACHE) -> dict[s
 
 def sample_files(ffmpeg: str) -> Callable[[Sample], Path]:
     """A lookup of each sample's file, the whole corpus made (or found in the cache) once."""
-    paths = build(SAMPLES, ffmpeg)
+    paths = build((*SAMPLES, HIDDEN_LENGTH), ffmpeg)
     return lambda s: paths[s.name]

@@ -12,7 +12,11 @@ the container allows it without reading the middle (docs/decisions.md, issue 11)
 - Fragmented MP4 (MediaRecorder, live encoders): ftyp and moov joined with the tail from a ``moof`` whose
   boxes run exactly to the end of the file; each fragment's ``tfdt`` carries its absolute time.
 - FLV: walked back from the end by the tags' back-pointers to the last audio tag.
-- AVI: ffprobe seeks to the end through the ``idx1`` index and reads the last packets.
+- AVI: ffprobe seeks to the end through the ``idx1`` index and reads the last packets (from the last
+  video key frame, which may lie anywhere: a partial copy is undecided).
+
+When no boundary turns up in the last TAIL_WINDOWS bytes, ffprobe reads every packet of the file (whole
+files only): slow for long files, but only clusters or fragments larger than 16 MiB get there.
 
 Other containers (MP4/MOV with an index, MPEG-TS, Ogg, ...) state a duration ffmpeg already derives
 from the index or the last timestamps (edit lists honoured); the probe keeps it. This module returns
@@ -28,7 +32,8 @@ from collections.abc import Sequence
 
 from vid2mp3.media.partial import FileReader, PartialCopyUndecided
 
-__all__ = ["TAIL_WINDOWS", "audio_end", "flv_last_audio", "matroska_head_end", "matroska_tail_start", "mp4_tail_start"]
+__all__ = ["TAIL_WINDOWS", "audio_end", "audio_start", "flv_last_audio", "matroska_head_end", "matroska_tail_start",
+           "mp4_tail_start"]
 
 TAIL_WINDOWS = (2 * 1024 * 1024, 16 * 1024 * 1024)  # searched in turn for a cluster / fragment boundary
 HEAD_LIMIT = 8 * 1024 * 1024  # the header part of a Matroska or fragmented MP4 file is far smaller
@@ -206,9 +211,10 @@ def _flv_frame_s(flags: int, data: bytes, size: int, sample_rate: int | None) ->
 
 
 def _packet_end(ffprobe: str, args: Sequence[str], stream_index: int, data: bytes | None,
-                timeout_s: float) -> float | None:
+                timeout_s: float, *, first: bool = False) -> float | None:
     """The largest pts + duration among the stream's packets that ffprobe lists for `args` (a packet
-    without a duration is taken to last as long as the gap before it: MediaRecorder's MP4 states none)."""
+    without a duration is taken to last as long as the gap before it: MediaRecorder's MP4 states none).
+    `first`: the smallest pts instead."""
     # Not -select_streams: with it, ffprobe seeks in the selected stream, which an AVI's index refuses.
     cmd = [ffprobe, "-hide_banner", "-v", "error", *args[:-1],
            "-show_entries", "packet=stream_index,pts_time,dts_time,duration_time", "-of", "json", args[-1]]
@@ -227,6 +233,9 @@ def _packet_end(ffprobe: str, args: Sequence[str], stream_index: int, data: byte
         if start is None:
             start = _num(p.get("dts_time"))
         if start is None:
+            continue
+        if first:
+            best = start if best is None else min(best, start)
             continue
         duration = _num(p.get("duration_time"))
         if duration is None:
@@ -270,7 +279,7 @@ def audio_end(path: str, *, format_name: str, stream_index: int, sample_rate: in
     when the measurement needs bytes outside them.
     """
     read = FileReader.open(path, present)
-    head = read.read(0, min(read.size, HEAD_LIMIT))
+    head = read.read(0, min(read.size, HEAD_LIMIT, read.held_from(0)))
     if format_name == "matroska,webm":
         head_end = matroska_head_end(head)
         if head_end is None:
@@ -283,8 +292,7 @@ def audio_end(path: str, *, format_name: str, stream_index: int, sample_rate: in
                     return end
             if start == head_end:
                 break
-        _undecided_if_partial(read)
-        return None
+        return _whole_scan(read, ffprobe, "matroska", path, stream_index, timeout_s)
     if format_name.startswith("mov,"):
         mp4_head = _mp4_head(head)
         if mp4_head is None:
@@ -297,18 +305,44 @@ def audio_end(path: str, *, format_name: str, stream_index: int, sample_rate: in
                     return end
             if start == len(mp4_head):
                 break
-        _undecided_if_partial(read)
-        return None
+        return _whole_scan(read, ffprobe, "mov", path, stream_index, timeout_s)
     if format_name == "flv":
         found = flv_last_audio(read, sample_rate=sample_rate, limit=TAIL_WINDOWS[-1])
         if found is None:
             _undecided_if_partial(read)
         return found
     if format_name == "avi":
-        # The seek goes through idx1 (the probe checked a partial copy holds it) to the last key frame.
+        # The seek goes through idx1 to the last key frame, which may lie far before the tail.
+        _undecided_if_partial(read)
         return _packet_end(ffprobe, ["-protocol_whitelist", "file", "-f", "avi", "-read_intervals",
                                      "99999999%+#1000000", f"file:{path}"], stream_index, None, timeout_s)
     return None
+
+
+def audio_start(path: str, *, format_name: str, stream_index: int, ffprobe: str,
+                present: Sequence[tuple[int, int]], timeout_s: float = _TIMEOUT_S) -> float | None:
+    """On a partial copy: the time of the stream's first packet within the copy's head (ffprobe's own
+    start time may come from packets it read in the hole). PartialCopyUndecided when the head has none;
+    None for an MP4 with an index, whose start its index states (edit lists included)."""
+    read = FileReader.open(path, present)
+    head = read.read(0, min(read.size, HEAD_LIMIT, read.held_from(0)))
+    if format_name.startswith("mov,") and _mp4_head(head) is None:
+        return None
+    demuxer = format_name.split(",", 1)[0]
+    first = _packet_end(ffprobe, ["-protocol_whitelist", "pipe", "-f", demuxer, "pipe:0"], stream_index, head,
+                        timeout_s, first=True)
+    if first is None:
+        raise PartialCopyUndecided("the partial copy's head holds none of the audio track")
+    return first
+
+
+def _whole_scan(read: FileReader, ffprobe: str, demuxer: str, path: str, stream_index: int,
+                timeout_s: float) -> float | None:
+    """The last resort, when no boundary was found in the tail (clusters or fragments larger than the last
+    window): every packet of the file, read by ffprobe. Never on a partial copy."""
+    _undecided_if_partial(read)
+    return _packet_end(ffprobe, ["-protocol_whitelist", "file", "-f", demuxer, f"file:{path}"], stream_index,
+                       None, timeout_s)
 
 
 def _undecided_if_partial(read: FileReader) -> None:

@@ -52,6 +52,12 @@ class FileReader:
             return True
         return any(s <= start and end <= e for s, e in self.present)
 
+    def held_from(self, start: int) -> int:
+        """Where the bytes held from `start` on end (`start` itself when it is not held)."""
+        if self.present is None:
+            return self.size
+        return max((e for s, e in self.present if s <= start < e), default=start)
+
     def read(self, start: int, end: int) -> bytes:
         """Bytes [start, end) (clipped to the file); PartialCopyUndecided when the copy lacks them."""
         start, end = max(0, start), min(end, self.size)

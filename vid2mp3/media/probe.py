@@ -39,7 +39,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from vid2mp3.errors import Unprocessable, UnsupportedMedia
-from vid2mp3.media.duration import audio_end
+from vid2mp3.media.duration import audio_end, audio_start
 from vid2mp3.media.partial import FileReader, PartialCopyUndecided, index_box
 from vid2mp3.media.tracks import TrackChoice, choose_track
 
@@ -206,6 +206,11 @@ def probe(
         if index is not None and not reader.holds(*index):
             raise PartialCopyUndecided("the partial copy does not hold the file's index")
     info = _accept(run_ffprobe(path, ffprobe=ffprobe, timeout_s=timeout_s), track)
+    if present is not None:
+        start = audio_start(os.fspath(path), format_name=info.format_name, stream_index=info.audio_stream.index,
+                            ffprobe=ffprobe, present=present)
+        if start is not None:
+            info = _with_chosen(info, start_s=start)
     a = info.audio_stream
     end = audio_end(os.fspath(path), format_name=info.format_name, stream_index=a.index,
                     sample_rate=a.sample_rate, ffprobe=ffprobe, present=present)
@@ -265,9 +270,13 @@ def _measured(info: MediaInfo, end: float | None) -> MediaInfo:
     duration = end - (a.start_s or 0.0)
     if not (math.isfinite(duration) and duration > 0):
         return info
+    return replace(_with_chosen(info, duration_s=duration), duration_s=info.duration_s or duration)
+
+
+def _with_chosen(info: MediaInfo, **changes: Any) -> MediaInfo:
     audio = list(info.audio)
-    audio[info.chosen] = replace(a, duration_s=duration)
-    return replace(info, audio=tuple(audio), duration_s=info.duration_s or duration)
+    audio[info.chosen] = replace(audio[info.chosen], **changes)
+    return replace(info, audio=tuple(audio))
 
 
 def _check_duration(info: MediaInfo, max_duration_s: float) -> MediaInfo:
