@@ -30,8 +30,8 @@ REMUX = {  # name: ffmpeg output options (the source is copied, never re-encoded
     "live.mkv": ["-f", "matroska", "pipe:1"],  # through a pipe: no cues, no duration, unknown sizes
     "fragmented.mp4": ["-movflags", "frag_keyframe+empty_moov+default_base_moof", "-f", "mp4"],
     "live.flv": ["-flvflags", "no_duration_filesize", "-f", "flv"],
-    "broadcast.ts": ["-f", "mpegts"],
-    "camera.avi": ["-f", "avi"],
+    "broadcast.ts": ["-bsf:v", "h264_mp4toannexb", "-f", "mpegts"],
+    "camera.avi": ["-bsf:v", "h264_mp4toannexb", "-f", "avi"],
 }
 
 

@@ -14,6 +14,7 @@ from tests.e2e.test_auth_e2e import Api
 from tests.e2e.test_convert_e2e import User, binaries
 from tests.support import corpus
 from tests.support.playback import played
+from tests.unit.test_upload_routes import multipart_body
 
 pytestmark = pytest.mark.e2e
 
@@ -50,8 +51,6 @@ def test_an_audio_track_the_file_does_not_have_is_refused(api_url: str) -> None:
     ffmpeg, _ = binaries()
     [sample] = [s for s in corpus.SAMPLES if s.name == "mkvmerge-commentary.mkv" and s.choice is None]
     user = User(Api(api_url))
-    from tests.unit.test_upload_routes import multipart_body
-
     for value, status, code in (("jpn", 422, "audio_track_not_found"), ("7", 422, "audio_track_not_found"),
                                 ("english please", 400, "invalid_audio_track")):
         body, ctype = multipart_body(corpus.sample_files(ffmpeg)(sample).read_bytes(), filename=sample.name,

@@ -159,6 +159,15 @@ SAMPLES: tuple[Sample, ...] = (
     Sample("mkvmerge-languages.mkv", "mkvmerge", MKVMERGE["mkvmerge-languages.mkv"][0], 2.0, track=0),
     Sample("mkvmerge-shifted.mkv", "mkvmerge", MKVMERGE["mkvmerge-shifted.mkv"][0], 3.0),
     Sample("mkvmerge-eac3-51.mkv", "mkvmerge", MKVMERGE["mkvmerge-eac3-51.mkv"][0], 3.0, channels=6),
+    # A broadcast recording carries a service description table (channel names in a DVB character set):
+    # it crashed the layer's static ffprobe (vid2mp3.media.binaries.tool_env).
+    Sample("ffmpeg-broadcast.ts", "ffmpeg", "broadcast MPEG-TS with a service table, MP2, clock at 10 h", 3.0,
+           recipe=("ffmpeg", *(BROADCAST_TS := (
+               "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25", "-f", "lavfi", "-i",
+               "sine=frequency=440:sample_rate=48000,aformat=channel_layouts=stereo", "-t", "3",
+               "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "mp2", "-b:a", "192k",
+               "-metadata", "service_provider=Rundfunk", "-metadata", "service_name=Das Erste HD",
+               "-output_ts_offset", "36000", "-f", "mpegts")))),
     Sample("ffmpeg-edit-list.mp4", "ffmpeg+edit", "MP4 whose edit list plays less than its samples", 2.0, channels=1,
            recipe=("ffmpeg", "aac 4 s, edit list 2 s")),
 )
@@ -301,6 +310,8 @@ def build(samples: Iterable[Sample], ffmpeg: str, cache: Path = CACHE) -> dict[s
                 _patch_matroska_duration(out, EDITS[name])
         elif s.made_by == "ffmpeg+edit":
             _edit_list_mp4(out, ffmpeg)
+        elif s.made_by == "ffmpeg":
+            _run([ffmpeg, "-hide_banner", "-nostdin", "-v", "error", "-y", *s.recipe[1:], str(out)])
         made[name] = out
     for name, out in {**made, **{Path(k).name: Path(k) for k in record}}.items():
         if not out.exists() or out.stat().st_size == 0:

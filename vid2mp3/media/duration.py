@@ -30,6 +30,7 @@ import math
 import subprocess
 from collections.abc import Sequence
 
+from vid2mp3.media.binaries import tool_env
 from vid2mp3.media.partial import FileReader, PartialCopyUndecided
 
 __all__ = ["TAIL_WINDOWS", "audio_end", "audio_start", "flv_last_audio", "matroska_head_end", "matroska_tail_start",
@@ -219,7 +220,7 @@ def _packet_end(ffprobe: str, args: Sequence[str], stream_index: int, data: byte
     cmd = [ffprobe, "-hide_banner", "-v", "error", *args[:-1],
            "-show_entries", "packet=stream_index,pts_time,dts_time,duration_time", "-of", "json", args[-1]]
     try:
-        done = subprocess.run(cmd, input=data, capture_output=True, timeout=timeout_s, check=False,
+        done = subprocess.run(cmd, input=data, capture_output=True, timeout=timeout_s, check=False, env=tool_env(),
                               stdin=None if data is not None else subprocess.DEVNULL)
         packets = json.loads(done.stdout or b"{}").get("packets") or []
     except (subprocess.TimeoutExpired, ValueError, AttributeError):

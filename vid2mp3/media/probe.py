@@ -39,6 +39,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from vid2mp3.errors import Unprocessable, UnsupportedMedia
+from vid2mp3.media.binaries import tool_env
 from vid2mp3.media.duration import audio_end, audio_start
 from vid2mp3.media.partial import FileReader, PartialCopyUndecided, index_box
 from vid2mp3.media.tracks import TrackChoice, choose_track
@@ -230,7 +231,8 @@ def run_ffprobe(
         target,
     ]
     try:
-        done = subprocess.run(cmd, capture_output=True, timeout=timeout_s, check=False, stdin=subprocess.DEVNULL)
+        done = subprocess.run(cmd, capture_output=True, timeout=timeout_s, check=False, stdin=subprocess.DEVNULL,
+                              env=tool_env())
     except subprocess.TimeoutExpired:
         raise Unprocessable("The file took too long to analyse.", code="probe_timeout") from None
     stderr = done.stderr.decode("utf-8", "replace")
