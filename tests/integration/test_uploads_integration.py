@@ -3,8 +3,10 @@ in GridFS on a MongoDB-wire server, and the probe of a stored video with the lay
 
 from __future__ import annotations
 
+import base64
 import io
 import struct
+import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
@@ -17,11 +19,12 @@ import pytest
 from tests.support.media import generate_media, large_video, layer_binaries
 from vid2mp3.auth.identity import Identity
 from vid2mp3.db.postgres import Postgres
-from vid2mp3.errors import UnsupportedMedia
+from vid2mp3.errors import InvalidInput, UnsupportedMedia
 from vid2mp3.jobs import service
 from vid2mp3.jobs.postgres import PostgresJobRepository
 from vid2mp3.log import get_logger
-from vid2mp3.media.stored import TAIL_BYTES, probe_stored
+from vid2mp3.media.partial import PARTIAL_TAIL_BYTES
+from vid2mp3.media.stored import probe_stored
 from vid2mp3.objectstore import CHUNK_SIZE, VIDEOS_BUCKET
 from vid2mp3.objectstore.gridfs import GridFSStore
 from vid2mp3.queue.memory import InMemoryPublisher
@@ -197,7 +200,7 @@ def test_a_large_stored_video_is_probed_from_a_few_of_its_bytes(store, prober, t
     path = large_video(tmp_path / f"v.{container}", seconds=40, megabytes=30, container=container)
     data = path.read_bytes()
     if shape == "mov-index-in-the-middle":
-        data = with_trailing_box(data, TAIL_BYTES + MIB)
+        data = with_trailing_box(data, PARTIAL_TAIL_BYTES + MIB)
     verdict = probe_stored(store, VIDEOS_BUCKET, put(store, data), len(data), probe=prober, work_root=tmp_path)
     assert not verdict.whole and verdict.media is not None, verdict
     assert abs(verdict.media.audio_duration_s - 40) < 0.1
@@ -206,10 +209,11 @@ def test_a_large_stored_video_is_probed_from_a_few_of_its_bytes(store, prober, t
 
 def test_refusals_on_a_partial_copy(store, prober, tmp_path):
     png = generate_media(tmp_path / "m")["image"].read_bytes()
-    image = png + bytes(20 * MIB)  # an image with junk after it: refused for its kind, for good
+    image = png + bytes(30 * MIB)  # an image with junk after it: refused for its kind, for good
     verdict = probe_stored(store, VIDEOS_BUCKET, put(store, image), len(image), probe=prober, work_root=tmp_path)
     assert isinstance(verdict.refusal, UnsupportedMedia) and verdict.refusal.code == "container_not_allowed"
-    text = b"not a video at all\n" * (1200 * 1024)  # 23 MB: only the whole file could say
+    assert not verdict.whole
+    text = b"not a video at all\n" * (1600 * 1024)  # 31 MB: only the whole file could say
     verdict = probe_stored(store, VIDEOS_BUCKET, put(store, text), len(text), probe=prober, work_root=tmp_path)
     assert verdict.undecided
 
@@ -232,3 +236,34 @@ def test_the_whole_path_on_real_services(db, store, prober, tmp_path):
     assert b"".join(store.read(VIDEOS_BUCKET, created.upload.id)) == data
     stored_job = PostgresJobRepository(db).get(created.upload.id, caller.user_id)
     assert stored_job is not None and stored_job.sha256 is None and stored_job.size == len(data)
+
+
+def test_the_users_audio_track_in_the_tus_metadata(db, store, prober, tmp_path):
+    """`audio_track` as a tus metadata key: refused at creation when malformed, taken when the upload ends."""
+    ffmpeg, _ = layer_binaries()
+    path = tmp_path / "two-languages.mkv"
+    subprocess.run([ffmpeg, "-hide_banner", "-loglevel", "error", "-y",
+                    "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=3",
+                    "-f", "lavfi", "-i", "sine=frequency=880:sample_rate=48000:duration=3",
+                    "-map", "0:a", "-map", "1:a", "-c:a", "libopus",
+                    "-metadata:s:a:0", "language=eng", "-metadata:s:a:1", "language=fra", str(path)],
+                   check=True, timeout=60)
+    settings = load_settings({"PUBLIC_BASE_URL": "https://api.test/v1"})
+    jobs = service.JobsDeps(settings=settings, jobs=PostgresJobRepository(db), store=store,
+                            publisher=InMemoryPublisher(), logger=get_logger("test"), probe=prober)
+    d = uploads.UploadsDeps(jobs=jobs, uploads=PostgresUploadRepository(db), work_root=tmp_path)
+    caller = Identity(str(uuid.uuid4()), "u@example.com")
+    data = path.read_bytes()
+
+    def meta(track: str) -> str:
+        return "audio_track " + base64.b64encode(track.encode()).decode()
+
+    with pytest.raises(InvalidInput) as refused:
+        uploads.create(d, caller, {"upload-length": str(len(data)), "upload-metadata": meta("the french one")},
+                       correlation_id="corr-12345678")
+    assert refused.value.code == "invalid_audio_track"
+    created = uploads.create(d, caller, {"upload-length": str(len(data)), "upload-metadata": meta("fra")},
+                             correlation_id="corr-12345678")
+    done = uploads.append(d, caller, created.upload.id, 0, data, checksum=None)
+    assert done.job is not None and done.job.status == "queued"
+    assert done.job.extra["media"]["audio"]["language"] == "fra" and done.job.extra["media"]["audio"]["index"] == 1

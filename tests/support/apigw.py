@@ -12,6 +12,7 @@ from typing import Any
 from vid2mp3.auth.identity import Identity
 from vid2mp3.errors import Unprocessable, UnsupportedMedia
 from vid2mp3.media.probe import AudioStream, MediaInfo
+from vid2mp3.media.tracks import TrackChoice
 
 ALICE = Identity(str(uuid.uuid4()), "alice@example.com")
 BOB = Identity(str(uuid.uuid4()), "bob@example.com")
@@ -73,7 +74,7 @@ class Result:
         return json.loads(self.body)
 
 
-def fake_probe(path: Path) -> MediaInfo:
+def fake_probe(path: Path, track: TrackChoice | None = None, present: Any = None) -> MediaInfo:
     """Stands for ffprobe: b"MEDIA..." is a 3 s clip with audio, b"NOAUDIO..." has none, else not media."""
     with open(path, "rb") as f:
         head = f.read(16)

@@ -87,7 +87,7 @@ def test_matroska_is_piped_as_it_is() -> None:
     (b"RIFF\0\0\0\0AVI " + b"x" * 100, summary("matroska,webm"), None),  # not what the probe said
     (b"RIFF\0\0\0\0AVI " + b"x" * 100, summary("avi"), None),  # not read front to back
     (MKV_MAGIC + b"x" * 100, summary("matroska,webm"), 5),  # stored size is not the uploaded one
-    (MKV_MAGIC + b"x" * 100, summary("matroska,webm", duration_s=7200.0), None),  # over the cap now
+    (MKV_MAGIC + b"x" * 100, summary("matroska,webm", audio_duration_s=7200.0), None),  # its audio is over the cap
 ], ids=["wrong-magic", "avi", "size", "cap"])
 def test_doubts_spool(data: bytes, media: dict[str, Any], size: int | None) -> None:
     store = ChunkedStore()

@@ -54,8 +54,15 @@ def test_no_audio_stream():
 
 def test_too_long_and_unknown_duration():
     with pytest.raises(Unprocessable) as exc:
-        check_media(ffprobe_json(duration="3600.5"), max_duration_s=3600)
+        check_media(ffprobe_json(duration="3600.5", streams=[{"codec_type": "audio", "codec_name": "aac"}]),
+                    max_duration_s=3600)
     assert exc.value.code == "too_long" and "1 h" in exc.value.message
+    # the cap is on the audio's own duration: a header claiming an hour does not refuse 12 s of audio
+    assert check_media(ffprobe_json(duration="3600.5"), max_duration_s=3600).audio_duration_s == 12.48
+    long_audio = ffprobe_json(duration="10", streams=[{"codec_type": "audio", "duration": "3700"}])
+    with pytest.raises(Unprocessable) as exc:
+        check_media(long_audio, max_duration_s=3600)
+    assert exc.value.code == "too_long"
     data = ffprobe_json(duration=None, streams=[{"index": 0, "codec_type": "audio", "codec_name": "mp3"}])
     with pytest.raises(Unprocessable) as exc:
         check_media(data, max_duration_s=3600)

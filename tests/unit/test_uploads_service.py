@@ -44,7 +44,7 @@ MIB = 1024 * 1024
 TUS = {"tus-resumable": "1.0.0"}
 
 
-def probe(path: Path) -> MediaInfo:
+def probe(path: Path, track: object = None, present: object = None) -> MediaInfo:
     """Stands for ffprobe: "MEDIA" files are 3 s clips, "#EXTM3U" a playlist (its container refused),
     "NOAUDIO" has no audio, anything else is not media. Reads the head like ffprobe would."""
     head = path.read_bytes()[:16]
@@ -239,7 +239,7 @@ def test_a_small_file_the_probe_refuses_becomes_a_failed_job_with_the_reason(d, 
 
 
 def test_a_large_file_whose_parts_do_not_decide_is_left_to_the_converter(d):
-    data = media(20 * MIB, b"TEXT")  # the probe says "not media" on the head and tail alone: not final
+    data = media(30 * MIB, b"TEXT")  # the probe says "not media" on the head and tail alone: not final
     upload_id = new(d, len(data))
     job = send(d, upload_id, data, 4 * MIB).job
     assert job is not None and job.status == "queued" and "media" not in job.extra

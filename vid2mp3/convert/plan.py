@@ -9,8 +9,11 @@ Every line of the design brief's "Media facts" shows up here:
   with its demuxer forced to the one the probe found (the probe only accepts allow-listed containers);
 - ``-t`` at the duration cap, ``-xerror`` (stop at the first error instead of writing a short file),
   ``-nostdin``;
-- only the first audio stream (``-map 0:a:0``; ``-vn -sn -dn``), no metadata of the source (it can
-  hold a phone's location) except an ID3v2.3 title made from the original filename;
+- only the chosen audio stream (``-map 0:a:<position>``, vid2mp3.media.tracks; ``-vn -sn -dn``), no
+  metadata of the source (it can hold a phone's location) except an ID3v2.3 title made from the
+  original filename;
+- more than two channels (AC-3/E-AC-3 5.1) downmixed to stereo (``-ac 2``: the centre channel, where
+  the dialogue is, goes into both sides);
 - ``-c:a copy`` when the audio already is MP3, else libmp3lame CBR at the job's bitrate, written to a
   file (seekable, so the Xing/LAME header gets the real length);
 - ``-progress pipe:1`` for vid2mp3.convert.runner.
@@ -87,8 +90,8 @@ def plan_conversion(
         "-f", demuxer_name(info.format_name),
         "-t", cap,
         "-i", "pipe:0" if source is None else f"file:{source}",
-        # output: the first audio stream only, no metadata from the source
-        "-map", "0:a:0", "-vn", "-sn", "-dn",
+        # output: the chosen audio stream only, no metadata from the source
+        "-map", f"0:a:{audio.position}", "-vn", "-sn", "-dn",
         "-map_metadata", "-1", "-map_chapters", "-1",
     ]
     if copy:
@@ -96,6 +99,8 @@ def plan_conversion(
         label = kbps_label(audio.bit_rate) if audio.bit_rate else ""
     else:
         argv += ["-c:a", "libmp3lame", "-b:a", bitrate]  # -b:a without -q:a: constant bitrate
+        if audio.channels is not None and audio.channels > 2:
+            argv += ["-ac", "2"]
         label = bitrate
     argv += [
         "-id3v2_version", "3", "-write_xing", "1",

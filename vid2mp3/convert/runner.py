@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from vid2mp3.convert.failures import Transient
+from vid2mp3.media.binaries import tool_env
 
 STDERR_TAIL_BYTES = 8 * 1024
 PIPE_BUFFER_BYTES = 1 << 20  # ffmpeg's standard input: 1 MiB instead of 64 KiB, fewer wake-ups
@@ -162,6 +163,7 @@ def run_ffmpeg(
         stderr=subprocess.PIPE,
         close_fds=True,
         bufsize=0,
+        env=tool_env(),
         preexec_fn=_parent_death_signal(),  # one syscall, no locks
     )
 

@@ -52,7 +52,8 @@ from vid2mp3.convert.verify import Mp3Facts, check_output, classify_run, measure
 from vid2mp3.convert.workspace import job_workspace
 from vid2mp3.errors import AppError, DependencyUnavailable, PermanentFailure
 from vid2mp3.jobs import Job, JobRepository, Mp3Info, completed_event, failed_event
-from vid2mp3.media.probe import MediaInfo, probe
+from vid2mp3.media.probe import MediaInfo, probe, summary_track
+from vid2mp3.media.tracks import TrackChoice, parse_track_choice
 from vid2mp3.objectstore import MP3S_BUCKET, VIDEOS_BUCKET, ObjectStore
 from vid2mp3.queue import Publisher
 from vid2mp3.queue.topology import CONVERSION_COMPLETED_QUEUE, CONVERSION_FAILED_QUEUE, DEFAULT_DELIVERY_LIMIT
@@ -201,7 +202,7 @@ class Converter:
             if converted is None:
                 source = workdir / "source"
                 self._spool(job.video_id, source)
-                converted = self._convert_input(job, choice, self._probe(source), source, output, deadline)
+                converted = self._convert_input(job, choice, self._probe(source, job), source, output, deadline)
             plan, facts = converted
             size = output.stat().st_size
             bitrate = plan.bitrate or kbps_label(size * 8 / facts.duration_s)
@@ -238,9 +239,16 @@ class Converter:
             for chunk in chunks:
                 out.write(chunk)
 
-    def _probe(self, source: Path) -> MediaInfo:
+    def _probe(self, source: Path, job: Job) -> MediaInfo:
+        """The spooled copy probed again, taking the audio track the upload chose (the user's choice or
+        the usual rule, recorded in the job's summary); for a job without one, the user's choice it
+        carries, else the usual rule."""
+        extra = job.extra if isinstance(job.extra, Mapping) else {}
+        position = summary_track(extra.get("media"))
+        # A resumable upload the upload function could not decide on carries the user's choice itself.
+        track = TrackChoice(index=position) if position is not None else _chosen_track(extra.get("audio_track"))
         try:
-            return probe(source, ffprobe=self.ffprobe, max_duration_s=self.max_duration_s)
+            return probe(source, ffprobe=self.ffprobe, max_duration_s=self.max_duration_s, track=track)
         except AppError as refusal:  # UnsupportedMedia / Unprocessable, with their stable codes
             raise failures.from_probe(refusal) from None
 
@@ -389,3 +397,10 @@ def _describe(exc: BaseException) -> str:
 
 
 __all__ = ["Converter", "Outcome", "conversion_timeout_s", "mp3_object_id"]
+
+
+def _chosen_track(value: Any) -> TrackChoice | None:
+    try:
+        return parse_track_choice(value) if isinstance(value, str) else None
+    except AppError:
+        return None  # validated at upload; a malformed value here takes the usual rule

@@ -5,7 +5,7 @@ GridFS up front: 1.5 s of a 5.3 s conversion of a 10-minute 720p file. Streaming
 the conversion. Three modes, decided per job from a few bytes of the stored object:
 
 - ``mp4_audio``: MP4/MOV, wherever the index (moov) is. The moov is read first (a ranged read), and
-  ffmpeg is sent a compact MP4 holding only the first audio track: the original ftyp, a moov with that
+  ffmpeg is sent a compact MP4 holding only the chosen audio track: the original ftyp, a moov with that
   one trak (chunk offsets rewritten), and the track's chunks cut out of the stored bytes as they stream
   by (vid2mp3.media.layout.audio_only_mp4). ffmpeg gets ~1.7% of a 720p file through the pipe, and its
   sample tables are the original ones. This is what makes a moov-at-end MP4 (ffmpeg's own default
@@ -44,7 +44,7 @@ import contextlib
 import queue
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
@@ -132,8 +132,10 @@ def choose_input(store: ObjectStore, job: Job, *, max_duration_s: float) -> Inpu
                                StreamedInput(info, size, lambda: store.read(VIDEOS_BUCKET, job.video_id)))
         return InputChoice(InputMode.SPOOL, f"moov after mdat and the audio-only cut was refused: {exc}")
     where = "before" if moov_first else "after"
-    return InputChoice(InputMode.MP4_AUDIO, f"first audio track by the index (moov {where} mdat)",
-                       StreamedInput(info, extract.size, lambda: audio_chunks(store, job.video_id, extract)))
+    only = replace(info, audio=(replace(info.audio_stream, position=0),), chosen=0)  # the cut holds one track
+    return InputChoice(InputMode.MP4_AUDIO, f"audio track {info.audio_stream.position} by the index "
+                       f"(moov {where} mdat)",
+                       StreamedInput(only, extract.size, lambda: audio_chunks(store, job.video_id, extract)))
 
 
 class _Reader:
@@ -164,7 +166,8 @@ def _audio_extract(reader: _Reader, boxes: Sequence[Box], moov: Box, mdats: Sequ
         ftyp = reader.read_at(ftyp_box.offset, ftyp_box.size)
     return audio_only_mp4(ftyp, reader.read(moov.offset, moov.end),
                           media=[(b.body, b.end) for b in mdats],
-                          audio_codec=info.audio_stream.codec, audio_streams=int(summary["audio_streams"]))
+                          audio_codec=info.audio_stream.codec, audio_streams=int(summary["audio_streams"]),
+                          position=info.audio_stream.position)
 
 
 def audio_chunks(store: ObjectStore, video_id: str, extract: AudioExtract) -> Iterator[bytes]:

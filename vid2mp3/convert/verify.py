@@ -24,6 +24,7 @@ from vid2mp3.convert import failures
 from vid2mp3.convert.failures import Transient
 from vid2mp3.convert.runner import RunResult
 from vid2mp3.errors import PermanentFailure
+from vid2mp3.media.binaries import tool_env
 
 TOLERANCE_S = 0.5
 MEASURE_TIMEOUT_S = 120.0
@@ -58,7 +59,8 @@ def measure_mp3(path: Path, *, ffprobe: str, timeout_s: float = MEASURE_TIMEOUT_
         "-of", "json", f"file:{path}",
     ]
     try:
-        done = subprocess.run(cmd, capture_output=True, timeout=timeout_s, check=False, stdin=subprocess.DEVNULL)
+        done = subprocess.run(cmd, capture_output=True, timeout=timeout_s, check=False, stdin=subprocess.DEVNULL,
+                              env=tool_env())
     except subprocess.TimeoutExpired:
         raise Transient("measuring the MP3 took too long") from None
     if done.returncode != 0:

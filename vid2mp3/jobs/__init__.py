@@ -53,6 +53,9 @@ class Job:
         }
         if self.duration_s is not None:
             body["duration_s"] = round(self.duration_s, 3)
+        media = self.extra.get("media") if isinstance(self.extra, dict) else None
+        if isinstance(media, dict) and isinstance(media.get("audio"), dict):
+            body["audio"] = {k: media["audio"].get(k) for k in ("index", "language", "codec", "channels")}
         if self.status == "converting":
             body["progress"] = self.progress
         if self.status == "failed":

@@ -19,11 +19,11 @@ import base64
 import binascii
 import functools
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from vid2mp3.auth.identity import Identity
 from vid2mp3.errors import (
@@ -38,6 +38,7 @@ from vid2mp3.jobs import Job, JobRepository, completed_event, conversion_message
 from vid2mp3.limits import DELETE_BUDGET_S
 from vid2mp3.media.binaries import find_ffprobe
 from vid2mp3.media.probe import MediaInfo, probe
+from vid2mp3.media.tracks import TrackChoice, parse_track_choice
 from vid2mp3.multipart import spooled_upload
 from vid2mp3.objectstore import MP3S_BUCKET, VIDEOS_BUCKET, ObjectStore
 from vid2mp3.queue import Publisher
@@ -120,9 +121,7 @@ class JobsDeps:
     store: ObjectStore
     publisher: Publisher
     logger: Logger
-    # Probes a spooled upload and checks it (vid2mp3.media.probe.probe with the settings' cap);
-    # raises UnsupportedMedia / Unprocessable. Unit tests hand in a fake.
-    probe: Callable[[Path], MediaInfo]
+    probe: Prober  # the real one is media_prober's; unit tests hand in a fake
     clock: Callable[[], datetime] = _utcnow
     new_id: Callable[[], str] = _new_id
     # Export copies of MP3s too large to return through the API (vid2mp3.jobs.downloads); None: none
@@ -137,12 +136,23 @@ class JobsDeps:
 PROBE_TIMEOUT_S = 15.0
 
 
-def media_prober(settings: Settings, ffprobe: str | None = None) -> Callable[[Path], MediaInfo]:
+class Prober(Protocol):
+    """Probes a local file and checks it (vid2mp3.media.probe.probe with the settings' cap): `track` is
+    the user's choice of audio track (None: the usual rule); `present`, for a partial copy, the byte ranges
+    it holds (vid2mp3.media.partial). Raises UnsupportedMedia / Unprocessable, or PartialCopyUndecided."""
+
+    def __call__(self, path: Path, track: TrackChoice | None = None,
+                 present: Sequence[tuple[int, int]] | None = None) -> MediaInfo: ...
+
+
+def media_prober(settings: Settings, ffprobe: str | None = None) -> Prober:
     """The real probe: ffprobe (found on first use: the re-drive never needs it) and the duration cap."""
     find = functools.cache(lambda: ffprobe or find_ffprobe(settings.ffprobe_path))
 
-    def run(path: Path) -> MediaInfo:
-        return probe(path, ffprobe=find(), max_duration_s=settings.max_duration_seconds, timeout_s=PROBE_TIMEOUT_S)
+    def run(path: Path, track: TrackChoice | None = None,
+            present: Sequence[tuple[int, int]] | None = None) -> MediaInfo:
+        return probe(path, ffprobe=find(), max_duration_s=settings.max_duration_seconds, timeout_s=PROBE_TIMEOUT_S,
+                     track=track, present=present)
 
     return run
 
@@ -163,14 +173,15 @@ def upload_video(
     max_bytes = d.settings.max_upload_bytes
     if body_length is not None and body_length > max_bytes + BODY_OVERHEAD:
         raise PayloadTooLarge(f"The upload is larger than the limit of {max_bytes} bytes.")
-    with spooled_upload(body, content_type, max_bytes=max_bytes, fields=("bitrate",)) as form:
+    with spooled_upload(body, content_type, max_bytes=max_bytes, fields=("bitrate", "audio_track")) as form:
         upload = form.file
         if upload is None:
             raise InvalidInput("Send the video as a file in the multipart field `file`.", code="file_missing")
         bitrate = parse_bitrate(form.fields.get("bitrate"))
+        track = parse_track_choice(form.fields.get("audio_track"))
         if upload.size == 0:
             raise InvalidInput("The file is empty.", code="empty_file")
-        media = d.probe(upload.path)
+        media = d.probe(upload.path, track)
         job_id, video_id, now = d.new_id(), d.new_id(), d.clock()
         filename = upload.filename or "video"
         content = content_type_for(upload.content_type, media)
@@ -186,7 +197,7 @@ def upload_video(
     job = Job(
         id=job_id, owner_id=caller.user_id, owner_email=caller.email, filename=filename,
         content_type=content, size=upload.size, sha256=upload.sha256, video_id=video_id, bitrate=bitrate,
-        correlation_id=correlation_id, created_at=now, updated_at=now, duration_s=media.duration_s,
+        correlation_id=correlation_id, created_at=now, updated_at=now, duration_s=media.audio_duration_s,
         extra={"media": media.summary()},
     )
     return register_job(d, job)

@@ -27,7 +27,19 @@ from collections.abc import Iterable, Mapping
 OPT_DIR = "/opt"
 LAYERS_DIRS_ENV = "_LAMBDA_LAYERS_DIRS"
 
-__all__ = ["LAYERS_DIRS_ENV", "OPT_DIR", "find_binary", "find_ffmpeg", "find_ffprobe"]
+__all__ = ["LAYERS_DIRS_ENV", "OPT_DIR", "find_binary", "find_ffmpeg", "find_ffprobe", "tool_env"]
+
+
+def tool_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment to run ffmpeg and ffprobe in: the caller's, with glibc's iconv modules out of reach.
+
+    The layer's binaries are static: when a file makes them convert a character set (every MPEG-TS with a
+    service description table, i.e. every broadcast recording, has its names in a DVB character set),
+    static glibc loads the system's gconv modules, built for another glibc, and ffprobe dies of a
+    segmentation fault (measured: every MPEG-TS ffmpeg's own muxer writes). With no modules to load,
+    iconv_open fails cleanly and ffmpeg keeps the raw bytes of those names, which nobody converts anyway.
+    """
+    return {**(os.environ if environ is None else environ), "GCONV_PATH": "/nonexistent/gconv"}
 
 
 def find_ffmpeg(

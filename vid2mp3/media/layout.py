@@ -6,7 +6,7 @@ box) says where every sample is, and ffmpeg's default muxer writes it *after* th
 (``mdat``), where a pipe never gets back to (design brief, "Media facts").
 
 For MP4/MOV this module does better than "pipe when the moov is first": given the moov (read from
-wherever it is), :func:`audio_only_mp4` builds a small MP4 holding only the first audio track: the
+wherever it is), :func:`audio_only_mp4` builds a small MP4 holding only the chosen audio track: the
 original ``ftyp``, a ``moov`` with the ``mvhd`` and that one ``trak`` (unchanged but for its chunk
 offsets), and an ``mdat`` with that track's chunks, in order. ffmpeg then reads ~1.7% of a 720p file's
 bytes through the pipe, whatever the moov's position, and the sample tables it decodes by are the
@@ -325,17 +325,20 @@ def audio_only_mp4(
     media: Sequence[tuple[int, int]],
     audio_codec: str,
     audio_streams: int,
+    position: int = 0,
 ) -> AudioExtract:
-    """The compact MP4 holding only the first audio track of the file whose `ftyp` and `moov` boxes
-    are given (each whole, header included; `ftyp` may be empty: old QuickTime files have none).
+    """The compact MP4 holding only the audio track at `position` (among the audio tracks, from 0) of the
+    file whose `ftyp` and `moov` boxes are given (each whole, header included; `ftyp` may be empty: old
+    QuickTime files have none).
 
     `media`: the (start, end) byte ranges of the file's mdat payloads; every chunk of the track must
     lie inside one. `audio_codec`, `audio_streams`: what the upload's probe (ffprobe on the whole
-    file) found: the first audio stream's codec name and the number of audio streams. The track
+    file) found: the chosen audio stream's codec name and the number of audio streams. The track
     picked here must agree with both, or this refuses.
     """
     try:
-        return _audio_only_mp4(ftyp, moov, media=media, audio_codec=audio_codec, audio_streams=audio_streams)
+        return _audio_only_mp4(ftyp, moov, media=media, audio_codec=audio_codec, audio_streams=audio_streams,
+                               position=position)
     except (struct.error, IndexError, OverflowError) as exc:  # a table or box shorter than it says
         raise LayoutError(f"malformed moov: {exc}") from None
 
@@ -347,6 +350,7 @@ def _audio_only_mp4(
     media: Sequence[tuple[int, int]],
     audio_codec: str,
     audio_streams: int,
+    position: int,
 ) -> AudioExtract:
     moov_box = _box_at(moov, 0, len(moov))
     if moov_box.kind != b"moov" or moov_box.size != len(moov):
@@ -360,9 +364,9 @@ def _audio_only_mp4(
     mvhd = _one(kids, b"mvhd", "moov")
     tracks = [_track(moov, trak) for trak in kids.get(b"trak", [])]
     audio = [t for t in tracks if _is_audio(t)]
-    if not audio or len(audio) != audio_streams:
+    if not audio or len(audio) != audio_streams or not 0 <= position < len(audio):
         raise LayoutError(f"{len(audio)} audio tracks in the moov, the probe saw {audio_streams}")
-    track = audio[0]
+    track = audio[position]
     names = _AUDIO_ENTRIES.get(track.entry, frozenset())
     if not (audio_codec.startswith("pcm_") if names is None else audio_codec in names):
         raise LayoutError(f"sample entry {track.entry!r} is not {audio_codec!r}")

@@ -40,6 +40,7 @@ from vid2mp3.errors import (
 from vid2mp3.jobs import Job, service
 from vid2mp3.limits import DELETE_BUDGET_S, MAX_BODY_BYTES
 from vid2mp3.media.stored import Verdict, early_refusal, probe_stored
+from vid2mp3.media.tracks import parse_track_choice
 from vid2mp3.multipart import clean_content_type, clean_filename
 from vid2mp3.objectstore import CHUNK_SIZE, VIDEOS_BUCKET
 from vid2mp3.uploads import Upload, UploadRepository, tus
@@ -116,6 +117,8 @@ def create(d: UploadsDeps, caller: Identity, headers: Mapping[str, str], *, corr
     raw_metadata = headers.get("upload-metadata") or ""
     metadata = tus.parse_metadata(raw_metadata)
     bitrate = service.parse_bitrate(metadata.get("bitrate"))
+    track = (metadata.get("audio_track") or "").strip()
+    parse_track_choice(track)  # a malformed choice is refused now, not after the upload
     filename = clean_filename(metadata.get("filename") or metadata.get("name") or "") or "video"
     content_type = clean_content_type(metadata.get("filetype") or metadata.get("type") or "")
     checksum = None
@@ -128,7 +131,7 @@ def create(d: UploadsDeps, caller: Identity, headers: Mapping[str, str], *, corr
         id=d.jobs.new_id(), owner_id=caller.user_id, owner_email=caller.email, length=length,
         filename=filename, content_type=content_type, bitrate=bitrate, correlation_id=correlation_id,
         created_at=now, expires_at=now + timedelta(seconds=settings.upload_expiry_seconds),
-        metadata=raw_metadata,
+        metadata=raw_metadata, options={"audio_track": track} if track else {},
     )
     d.uploads.create(upload)
     d.jobs.logger.info("upload created", extra={"upload_id": upload.id, "length": length})
@@ -232,7 +235,7 @@ def _finish(d: UploadsDeps, upload: Upload, token: str, body: bytes) -> Appended
                     "correlation_id": upload.correlation_id, "uploaded_at": jd.clock(), "upload": "tus"}
         jd.store.seal(VIDEOS_BUCKET, upload.video_id, upload.length, filename=upload.filename, metadata=metadata)
         verdict = probe_stored(jd.store, VIDEOS_BUCKET, upload.video_id, upload.length, probe=jd.probe,
-                               work_root=d.work_root)
+                               track=parse_track_choice(upload.options.get("audio_track")), work_root=d.work_root)
         job = _make_job(d, upload, verdict)
     if not d.uploads.finish(upload.id, token):
         raise Conflict("The upload changed while its last part was stored; ask for its state (HEAD).",
@@ -248,8 +251,9 @@ def _make_job(d: UploadsDeps, upload: Upload, verdict: Verdict) -> Job:
         id=upload.job_id, owner_id=upload.owner_id, owner_email=upload.owner_email, filename=upload.filename,
         content_type=service.content_type_for(upload.content_type, media), size=upload.length, sha256=None,
         video_id=upload.video_id, bitrate=upload.bitrate, correlation_id=upload.correlation_id, created_at=now,
-        updated_at=now, duration_s=media.duration_s if media is not None else None,
-        extra={"media": media.summary()} if media is not None else {},
+        updated_at=now, duration_s=media.audio_duration_s if media is not None else None,
+        # Undecided: the converter probes the whole file, with the user's choice of track.
+        extra={"media": media.summary()} if media is not None else dict(upload.options),
     )
     jd.logger.info("upload finished", extra={"upload_id": upload.id, "size": upload.length,
                                              "probe": "accepted" if media else
