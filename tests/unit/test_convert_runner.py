@@ -67,7 +67,8 @@ def test_time_limit_kills_the_process(tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
     argv = script(tmp_path, f"""
         import os, time
-        open({str(pid_file)!r}, "w").write(str(os.getpid()))
+        open({str(pid_file)!r} + ".tmp", "w").write(str(os.getpid()))
+        os.replace({str(pid_file)!r} + ".tmp", {str(pid_file)!r})  # there whole, or not at all
         print("out_time_us=1000000", flush=True)
         time.sleep(60)
     """)
@@ -83,7 +84,8 @@ def test_a_callback_error_still_reaps_the_process(tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
     argv = script(tmp_path, f"""
         import os, time
-        open({str(pid_file)!r}, "w").write(str(os.getpid()))
+        open({str(pid_file)!r} + ".tmp", "w").write(str(os.getpid()))
+        os.replace({str(pid_file)!r} + ".tmp", {str(pid_file)!r})  # there whole, or not at all
         print("out_time_us=1000000", flush=True)
         time.sleep(60)
     """)
@@ -102,7 +104,8 @@ def test_ffmpeg_dies_with_a_killed_worker(tmp_path: Path) -> None:
     pid_file = tmp_path / "child.pid"
     child = script(tmp_path, f"""
         import os, time
-        open({str(pid_file)!r}, "w").write(str(os.getpid()))
+        open({str(pid_file)!r} + ".tmp", "w").write(str(os.getpid()))
+        os.replace({str(pid_file)!r} + ".tmp", {str(pid_file)!r})  # there whole, or not at all
         time.sleep(120)
     """)
     worker = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
@@ -173,7 +176,8 @@ def test_a_source_error_kills_the_child_and_is_raised(tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
     argv = script(tmp_path, f"""
         import os, sys
-        open({str(pid_file)!r}, "w").write(str(os.getpid()))
+        open({str(pid_file)!r} + ".tmp", "w").write(str(os.getpid()))
+        os.replace({str(pid_file)!r} + ".tmp", {str(pid_file)!r})  # there whole, or not at all
         sys.stdin.buffer.read()  # EOF would look like a whole (short) input
         print("out_time_us=1000000", flush=True)
     """)
