@@ -51,12 +51,15 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])  # a whole index, half the data
     notes = d / "notes.mp4"
     notes.write_text("This is a text file, renamed .mp4.\n" * 20)
+    playlist = d / "playlist.mp4"
+    playlist.write_text("#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nfile:///etc/passwd\n#EXT-X-ENDLIST\n")
     return {
         # tens of MB, so that the upload lasts long enough to be interrupted
         "holiday.mkv": large_video(d / "holiday.mkv", seconds=AUDIO_S, megabytes=80),
         "clip.mp4": ff("clip.mp4", *video, *tone, "-t", "3", *h264, "-shortest"),
         "cut short.mp4": cut,
         "notes.mp4": notes,
+        "playlist.mp4": playlist,
     }
 
 
@@ -178,19 +181,23 @@ def test_convert_two_videos_one_interrupted_and_resumed_then_list_and_rm(user: U
     assert gone.returncode == 1 and len(failure_lines(gone.stderr)) == 1
 
 
-def test_a_file_that_is_not_a_video_and_a_failed_conversion_are_one_clear_line_each(
+def test_files_that_are_not_videos_and_a_failed_conversion_are_one_clear_line_each(
         user: User, media: dict[str, Path]) -> None:
+    """A playlist is refused at its first part (415), a text file once all of it is there (a failed job),
+    a video cut short by the conversion (a failed job): the same one line each, in words."""
     user.registered()
-    result = user.run("convert", str(media["notes.mp4"]), str(media["cut short.mp4"]))
+    names = ["playlist.mp4", "notes.mp4", "cut short.mp4"]
+    result = user.run("convert", *(str(media[n]) for n in names))
     assert result.returncode == 1
     lines = failure_lines(result.stderr)
-    assert len(lines) == 2, result.stderr
-    assert lines[0].startswith("vid2mp3: notes.mp4: not converted: ")
-    assert lines[1].startswith("vid2mp3: cut short.mp4: conversion failed: ")
-    assert all(len(line) > len("vid2mp3: cut short.mp4: conversion failed: ") + 10 for line in lines)  # words
+    assert len(lines) == 3, result.stderr
+    for name, line in zip(names, lines, strict=True):
+        prefix = f"vid2mp3: {name}: not converted: "
+        assert line.startswith(prefix) and len(line) > len(prefix) + 15, line  # the reason, in words
     assert result.stdout == ""
     failed = user.json("list")["items"]
-    assert [j["status"] for j in failed] == ["failed"]  # the refused file left nothing behind
+    assert sorted(j["filename"] for j in failed) == ["cut short.mp4", "notes.mp4"]  # the playlist left nothing
+    assert all(j["status"] == "failed" for j in failed)
 
 
 def test_the_api_not_answering_is_exit_3(user: User) -> None:

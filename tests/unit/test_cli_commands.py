@@ -240,7 +240,7 @@ def test_a_refused_file_and_a_failed_conversion_are_one_line_each_and_the_others
     assert result.out.strip() == "good.mkv -> good.mp3 (500 bytes)"
     failures = [line for line in result.err.splitlines() if line.startswith("vid2mp3:")]
     assert failures == ["vid2mp3: playlist.mp4: not converted: The file is a playlist, not a video.",
-                        "vid2mp3: broken.mp4: conversion failed: The video is cut short."]
+                        "vid2mp3: broken.mp4: not converted: The video is cut short."]
     assert "Traceback" not in result.err
 
 

@@ -104,3 +104,13 @@ def test_a_built_function_carries_the_shared_package_without_the_command_line(tm
     out = build.build_function(ROOT / "functions" / "upload", tmp_path / "upload")
     assert (out / "vid2mp3" / "settings.py").exists() and (out / "app.py").exists()
     assert not (out / "vid2mp3" / "cli").exists()
+
+
+def test_the_console_script_is_the_cli_and_make_run_says_how_to_use_it():
+    from infra.local import CLI_USAGE
+    from vid2mp3.cli.main import main
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"vid2mp3": "vid2mp3.cli.main:main"} and callable(main)
+    usage = CLI_USAGE.format(api="http://127.0.0.1:4566/_aws/execute-api/abc/v1")
+    assert ".venv/bin/vid2mp3 register" in usage and "VID2MP3_API=http://127.0.0.1:4566" in usage

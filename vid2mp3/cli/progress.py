@@ -71,7 +71,7 @@ class Bars(Reporter):
     def __init__(self, console: Console) -> None:
         self.progress = Progress(
             TextColumn("{task.description}", style="bold"),
-            TextColumn("{task.fields[stage]:<9}"),
+            TextColumn("{task.fields[stage]:<10}"),
             BarColumn(),
             TaskProgressColumn(),
             _ForBytes(DownloadColumn()),

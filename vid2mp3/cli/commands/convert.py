@@ -121,8 +121,7 @@ def _report(ctx: Context, outcomes: list[Outcome]) -> None:
         return
     for o in outcomes:
         if o.error is not None:
-            what = "conversion failed" if o.job_id else "not converted"
-            ctx.failure(CliError(o.error["message"], code=o.error["code"]), about=f"{o.path.name}: {what}: ")
+            ctx.failure(CliError(o.error["message"], code=o.error["code"]), about=f"{o.path.name}: not converted: ")
         elif o.mp3 is not None:
             ctx.emit(None, f"{o.path.name} -> {o.mp3} ({output.size(o.mp3_size)})")
         else:
