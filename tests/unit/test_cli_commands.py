@@ -320,3 +320,32 @@ def test_list_follows_every_page(cli, tmp_path, monkeypatch):
     assert cli("convert", *files, "--no-wait").code == 0
     monkeypatch.setattr(jobs, "PAGE", "2")
     assert len(cli("list", "--json").json()["items"]) == 3
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_on_a_terminal_an_expired_login_asks_for_the_password_and_carries_on(cli, monkeypatch):
+    cli.fake.expires_in = 30
+    cli.logged_in()
+    cli.fake.expires_in = 3600
+    asked: list[str] = []
+    monkeypatch.setattr("getpass.getpass", lambda prompt: asked.append(prompt) or PASSWORD)
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["list", "--json"], transport=cli.fake.transport, stdin=Terminal(), stdout=out, stderr=err)
+    assert code == 0, err.getvalue()
+    assert asked == ["Password for alice@example.com: "]
+    assert "has expired" in err.getvalue() and json.loads(out.getvalue()) == {"items": []}
+    assert cli("list").code == 0  # the new login was kept
+
+
+def test_register_on_a_terminal_asks_twice_and_two_different_passwords_are_a_usage_error(cli, monkeypatch):
+    answers = iter([PASSWORD, "something else"])
+    monkeypatch.setattr("getpass.getpass", lambda prompt: next(answers))
+    err = io.StringIO()
+    code = main(["register", "bob@example.com"], transport=cli.fake.transport, stdin=Terminal(),
+                stdout=io.StringIO(), stderr=err)
+    assert code == 2 and one_line(err.getvalue()) == "vid2mp3: The two passwords differ."
+    assert cli.fake.users == {}
