@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -26,9 +27,22 @@ PLATFORM = "manylinux2014_x86_64"
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache", ".ruff_cache")
 
 
-def runtime_requirements() -> list[str]:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    return list(project["dependencies"])
+def requirement_name(requirement: str) -> str:
+    """The distribution a requirement names, normalised as PEP 503 does ("Foo_Bar[x]>=1" -> "foo-bar")."""
+    name = re.split(r"[\s\[<>=!~;@(]", requirement.strip(), maxsplit=1)[0]
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def runtime_requirements(pyproject: Path = ROOT / "pyproject.toml") -> list[str]:
+    """What the functions need at run time: pyproject's dependencies less those only the command line
+    uses (`[tool.vid2mp3] cli-only`), which would only cost the layer size and cold-start time."""
+    data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    dependencies: list[str] = list(data["project"]["dependencies"])
+    cli_only = {requirement_name(n) for n in data.get("tool", {}).get("vid2mp3", {}).get("cli-only", [])}
+    unknown = cli_only - {requirement_name(d) for d in dependencies}
+    if unknown:
+        raise ValueError(f"[tool.vid2mp3] cli-only names what is not a dependency: {', '.join(sorted(unknown))}")
+    return [d for d in dependencies if requirement_name(d) not in cli_only]
 
 
 def build_dependencies_layer(out: Path, cache: Path) -> Path:
@@ -61,11 +75,19 @@ def build_ffmpeg_layer(out: Path) -> Path:
     return out
 
 
+def _shared_package_files(directory: str, names: list[str]) -> set[str]:
+    """What of the shared package a function does not ship: caches, and the command line (vid2mp3/cli)."""
+    ignored = set(_IGNORE(directory, names))
+    if Path(directory) == ROOT / "vid2mp3":
+        ignored.add("cli")
+    return ignored
+
+
 def build_function(source: Path, out: Path) -> Path:
-    """The function's own files plus the shared package, nothing else."""
+    """The function's own files plus the shared package (less the command line), nothing else."""
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(source, out, ignore=_IGNORE)
-    shutil.copytree(ROOT / "vid2mp3", out / "vid2mp3", ignore=_IGNORE)
+    shutil.copytree(ROOT / "vid2mp3", out / "vid2mp3", ignore=_shared_package_files)
     return out
 
 

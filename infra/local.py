@@ -29,6 +29,11 @@ from vid2mp3.settings import load_settings
 ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR = ROOT / ".vid2mp3"
 DEFAULT_PORT = 4566
+# How to use the command line (vid2mp3/cli) against this run; it finds .vid2mp3/api-url from the project.
+CLI_USAGE = """\
+Command line, in another terminal:
+  .venv/bin/vid2mp3 register you@example.com, then .venv/bin/vid2mp3 convert VIDEO...   (--help for more)
+  (it finds this API from the project's directory; elsewhere, set VID2MP3_API={api})"""
 
 # Settings passed through to the functions when set in the environment (template parameter names).
 PASSTHROUGH = {
@@ -186,6 +191,7 @@ def run(environ: Mapping[str, str] | None = None) -> int:
         api = local.start(say=lambda line: print(line, flush=True))
         starting = False
         print(f"API: {api}", flush=True)
+        print(CLI_USAGE.format(api=api), flush=True)
         print("Press Ctrl-C to stop.", flush=True)
         stop.wait()
         print("\nstopping ...", flush=True)

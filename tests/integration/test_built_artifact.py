@@ -29,6 +29,16 @@ def test_the_artifact_holds_no_tests_and_no_developer_files(built_artifacts):
         assert "__pycache__" not in names
         assert not any(n.startswith("test_") for n in names), fn
         assert (fn / "vid2mp3" / "settings.py").exists()
+        assert not (fn / "vid2mp3" / "cli").exists(), f"{fn.name} ships the command line"
+
+
+def test_the_command_line_libraries_stay_out_of_the_dependencies_layer(built_artifacts):
+    """pyproject's [tool.vid2mp3] cli-only: installed by `pip install .` for the `vid2mp3` command, never
+    shipped with the functions (layer size, cold starts)."""
+    layer = built_artifacts / "layers" / "dependencies" / "python"
+    shipped = {p.name.split("-")[0].lower() for p in layer.glob("*.dist-info")}
+    assert "chalice" in shipped
+    assert not shipped & {"httpx", "rich", "platformdirs"}, shipped
 
 
 def test_dependencies_layer_is_built_for_lambda(built_artifacts):
