@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint deploy build bench clean
+.PHONY: run test lint deploy build invoke events bench clean
 
 run: $(STAMP)  ## start the whole system locally (foreground; Ctrl-C stops it)
 	@$(PY) -m infra run
@@ -22,9 +22,19 @@ deploy: $(STAMP)  ## rebuild and redeploy into a running `make run`
 build: $(STAMP)
 	@$(PY) -m infra build
 
+# Run one function once from the built artifact, as `sam local invoke` does (the result on stdout,
+# logs on stderr): make invoke FN=ConvertFunction EVENT=event.json [ARGS="--parameter-overrides K=V ..."]
+invoke: $(STAMP)
+	@test -n "$(FN)" || { echo "usage: make invoke FN=<function logical id> [EVENT=event.json] [ARGS=...]" >&2; exit 2; }
+	@$(PY) -m infra build 1>&2
+	@$(PY) -m infra invoke $(FN) $(if $(EVENT),-e $(EVENT)) $(ARGS)
+
+events: $(STAMP)  ## write a sample event of every function to events/ (python -m infra generate-event)
+	@$(PY) -m infra generate-event --out events
+
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@echo "installing dependencies into $(VENV) ..."
+	@echo "installing dependencies into $(VENV) ..." >&2
 	@$(PY) -m pip install -qq --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 

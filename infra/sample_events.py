@@ -20,7 +20,9 @@ has a sample.
 from __future__ import annotations
 
 import json
+import logging
 import struct
+import sys
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -207,14 +209,16 @@ def stage_video(path: Path, environment: Mapping[str, str], ffprobe: str) -> dic
     from vid2mp3.auth.identity import Identity
     from vid2mp3.bootstrap import bootstrap, bootstrap_upload
     from vid2mp3.jobs import service
-    from vid2mp3.log import get_logger
     from vid2mp3.queue.memory import InMemoryPublisher
     from vid2mp3.settings import load_settings
 
     settings = load_settings(environment)
     publisher = InMemoryPublisher()
-    jobs = bootstrap_upload(bootstrap(settings, publisher=publisher), logger=get_logger("generate-event"),
-                            ffprobe=ffprobe)
+    from aws_lambda_powertools import Logger
+
+    # Logs to stderr: stdout carries the event.
+    logger = Logger(service="generate-event", use_rfc3339=True, logger_handler=logging.StreamHandler(sys.stderr))
+    jobs = bootstrap_upload(bootstrap(settings, publisher=publisher), logger=logger, ffprobe=ffprobe)
     content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
 
     def body() -> Iterator[bytes]:
