@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint deploy build invoke events bench clean
+.PHONY: run test lint deploy build invoke events k8s bench clean
 
 run: $(STAMP)  ## start the whole system locally (foreground; Ctrl-C stops it)
 	@$(PY) -m infra run
@@ -28,6 +28,10 @@ invoke: $(STAMP)
 	@test -n "$(FN)" || { echo "usage: make invoke FN=<function logical id> [EVENT=event.json] [ARGS=...]" >&2; exit 2; }
 	@$(PY) -m infra build 1>&2
 	@$(PY) -m infra invoke $(FN) $(if $(EVENT),-e $(EVENT)) $(ARGS)
+
+k8s: $(STAMP)  ## regenerate deploy/k8s/base/functions.generated.yaml from the template, then validate
+	@$(PY) -m infra.k8s
+	@$(PY) -m infra.k8s --check
 
 events: $(STAMP)  ## write a sample event of every function to events/ (python -m infra generate-event)
 	@$(PY) -m infra generate-event --out events

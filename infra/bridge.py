@@ -32,6 +32,7 @@ import argparse
 import base64
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -778,7 +779,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--invoke-url", help="instead of --endpoint/--stack: one function's Invoke API (on "
                         "Kubernetes, the invoke gate beside the function's container); needs --function")
     parser.add_argument("--function", help="with --invoke-url: the logical id whose MQ events to consume")
-    parser.add_argument("--rabbitmq-url", required=True, help="AMQP URL of the broker")
+    parser.add_argument("--rabbitmq-url", default=os.environ.get("RABBITMQ_URL"),
+                        help="AMQP URL of the broker (default: RABBITMQ_URL)")
     parser.add_argument("--template", type=Path, default=template_model.TEMPLATE)
     parser.add_argument("--delivery-limit", type=int, default=topology.DEFAULT_DELIVERY_LIMIT)
     parser.add_argument("--grace", type=float, default=5.0,
@@ -786,6 +788,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not ((args.endpoint and args.stack) or (args.invoke_url and args.function)):
         parser.error("give --endpoint and --stack, or --invoke-url and --function")
+    if not args.rabbitmq_url:
+        parser.error("give --rabbitmq-url or set RABBITMQ_URL")
 
     logger = configure_logging()
 

@@ -129,14 +129,46 @@ def make_handler(gate: Gate) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+def fire(url: str, function: str, event: str, timeout_s: float, *, wait_busy_s: float = 60.0) -> int:
+    """EventBridge's part: one scheduled event to the function (retried while its pod is busy)."""
+    import time
+
+    from infra.sample_events import scheduled_sample
+
+    body = json.dumps(scheduled_sample(function, event)).encode()
+    deadline = time.monotonic() + wait_busy_s
+    while True:
+        request = urllib.request.Request(url.rstrip("/") + INVOKE_PATH, data=body, method="POST")  # noqa: S310
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_s + 30) as resp:  # noqa: S310
+                answer = resp.read()
+                failed = bool(resp.headers.get("X-Amz-Function-Error"))
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            if exc.code in (429, 503) and time.monotonic() < deadline:
+                time.sleep(2)
+                continue
+            LOGGER.error(json.dumps({"event": "schedule_failed", "function": function, "status": exc.code}))
+            return 1
+        LOGGER.info(json.dumps({"event": "scheduled_invocation", "function": function, "function_error": failed,
+                                "result": answer[:300].decode("utf-8", "replace")}))
+        return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.gate", description=__doc__.split("\n", 1)[0])
     parser.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a sidecar in its own pod
     parser.add_argument("--port", type=int, default=9000)
     parser.add_argument("--runtime", default="http://127.0.0.1:8080", help="the function container's RIE")
     parser.add_argument("--timeout", type=float, default=900.0, help="the function's timeout, in seconds")
+    parser.add_argument("--fire", metavar="URL", help="instead of serving: send the scheduled event of "
+                        "--function's --event to the gate at URL once (a CronJob's run)")
+    parser.add_argument("--function", help="with --fire: the function's logical id")
+    parser.add_argument("--event", help="with --fire: the Schedule event's logical id")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    if args.fire:
+        return fire(args.fire, args.function or "", args.event or "", args.timeout)
     server = ThreadingHTTPServer((args.host, args.port), make_handler(Gate(args.runtime, args.timeout + 30)))
     server.daemon_threads = True
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())

@@ -131,15 +131,6 @@ def function_spec(template: Mapping[str, Any], logical_id: str, template_dir: Pa
     params = {**parameter_defaults(dict(template)), **parameters}
     globals_props = ((template.get("Globals") or {}).get("Function")) or {}
     props = funcs[logical_id].get("Properties") or {}
-    resources = template.get("Resources") or {}
-    layers: list[Path] = []
-    # SAM's Globals: lists are additive (the global layers first), maps are merged.
-    for ref in [*(globals_props.get("Layers") or []), *(props.get("Layers") or [])]:
-        name = ref.get("Ref") if isinstance(ref, dict) else None
-        layer = resources.get(name or "", {})
-        if layer.get("Type") != "AWS::Serverless::LayerVersion":
-            raise InvokeError(f"{logical_id}: layer {json.dumps(ref)} is not a layer of this template")
-        layers.append((template_dir / str(layer["Properties"]["ContentUri"])).resolve())
     variables: dict[str, Any] = {
         **((globals_props.get("Environment") or {}).get("Variables") or {}),
         **((props.get("Environment") or {}).get("Variables") or {}),
@@ -152,9 +143,25 @@ def function_spec(template: Mapping[str, Any], logical_id: str, template_dir: Pa
         runtime=str(_merged(globals_props, props, "Runtime", "python3.11")),
         memory_mb=int(_resolve(_merged(globals_props, props, "MemorySize", 128), params, logical_id)),
         timeout_s=int(_resolve(_merged(globals_props, props, "Timeout", 3), params, logical_id)),
-        layers=layers,
+        layers=function_layers(template, logical_id, template_dir),
         environment=environment,
     )
+
+
+def function_layers(template: Mapping[str, Any], logical_id: str, template_dir: Path) -> list[Path]:
+    """The function's layer directories in Lambda's order (SAM's Globals: lists are additive, the
+    global layers first)."""
+    globals_props = ((template.get("Globals") or {}).get("Function")) or {}
+    props = (template.get("Resources") or {})[logical_id].get("Properties") or {}
+    resources = template.get("Resources") or {}
+    layers: list[Path] = []
+    for ref in [*(globals_props.get("Layers") or []), *(props.get("Layers") or [])]:
+        name = ref.get("Ref") if isinstance(ref, dict) else None
+        layer = resources.get(name or "", {})
+        if layer.get("Type") != "AWS::Serverless::LayerVersion":
+            raise InvokeError(f"{logical_id}: layer {json.dumps(ref)} is not a layer of this template")
+        layers.append((template_dir / str(layer["Properties"]["ContentUri"])).resolve())
+    return layers
 
 
 def apply_env_vars(spec: FunctionSpec, env_vars: Mapping[str, Any], warn: IO[str]) -> dict[str, str]:
