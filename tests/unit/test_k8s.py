@@ -48,7 +48,8 @@ def test_the_generated_manifests_are_up_to_date() -> None:
 def test_each_overlay_validates_strictly(rendered: tuple[str, list[dict[str, Any]]]) -> None:
     overlay, docs = rendered
     assert k8s.validate(docs) == [], overlay
-    assert {"ScaledObject", "TriggerAuthentication", "NetworkPolicy", "PodDisruptionBudget"} <= {d["kind"] for d in docs}
+    kinds = {d["kind"] for d in docs}
+    assert {"ScaledObject", "TriggerAuthentication", "NetworkPolicy", "PodDisruptionBudget"} <= kinds
 
 
 def test_validation_is_strict_for_kubernetes_and_keda_kinds(rendered: tuple[str, list[dict[str, Any]]]) -> None:
