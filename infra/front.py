@@ -203,6 +203,7 @@ def make_handler(front: Front) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "vid2mp3-front"
+        timeout = 35  # an idle keep-alive connection ends, so a stopping server can join its thread
 
         def _serve(self) -> None:
             parts = urllib.parse.urlsplit(self.path)
@@ -260,10 +261,12 @@ def main(argv: list[str] | None = None) -> int:
 
     api = apigw.rest_api(load_template(args.template), parse_parameter_overrides(args.parameter_overrides))
     server = ThreadingHTTPServer((args.host, args.port), make_handler(Front(api, http_invoker(args.function_url))))
-    server.daemon_threads = True
+    # On SIGTERM: stop accepting, then let the requests in flight finish (server_close joins their threads).
+    server.daemon_threads = False
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
     LOGGER.info(json.dumps({"event": "listening", "port": args.port, "routes": len(api.routes)}))
     server.serve_forever()
+    server.server_close()
     return 0
 
 

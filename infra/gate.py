@@ -101,6 +101,7 @@ class Gate:
 def make_handler(gate: Gate) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        timeout = 35  # an idle keep-alive connection ends, so a stopping server can join its thread
 
         def do_GET(self) -> None:
             ok = self.path == HEALTH_PATH and gate.ready()
@@ -170,9 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.fire:
         return fire(args.fire, args.function or "", args.event or "", args.timeout)
     server = ThreadingHTTPServer((args.host, args.port), make_handler(Gate(args.runtime, args.timeout + 30)))
-    server.daemon_threads = True
+    # On SIGTERM: stop accepting, then let the requests in flight finish (server_close joins their threads).
+    server.daemon_threads = False
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
     server.serve_forever()
+    server.server_close()
     return 0
 
 

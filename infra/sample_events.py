@@ -240,3 +240,48 @@ def rmq_with_body(event: Mapping[str, Any], body: Mapping[str, Any]) -> dict[str
     ((key, _messages),) = event["rmqMessagesByQueue"].items()
     queue, _, vhost = key.partition("::")
     return rmq_sample(str(event["eventSourceArn"]), queue, vhost, body)
+
+
+# --------------------------------------------------------------------------------------------------
+# Judging a sample's result (the e2e tests, and the `sam local invoke` job of the CI workflow)
+
+
+def result_problem(payload: bytes, function_error: bool = False) -> str | None:
+    """Why the result of a sample event is not a pass, or None: not a function error, and for an API
+    event a proxy response below 500 whose errors have the project's shape."""
+    try:
+        result = json.loads(payload)
+    except ValueError:
+        return f"not JSON: {payload[:300]!r}"
+    if function_error or (isinstance(result, dict) and {"errorType", "errorMessage"} <= set(result)):
+        return f"function error: {payload[:500]!r}"
+    if isinstance(result, dict) and "statusCode" in result:
+        if result["statusCode"] >= 500:
+            return f"HTTP {result['statusCode']}: {str(result.get('body'))[:300]}"
+        if result["statusCode"] >= 400:
+            try:
+                error = json.loads(result["body"])["error"]
+                assert set(error) == {"code", "message"}
+            except (ValueError, KeyError, TypeError, AssertionError):
+                return f"HTTP {result['statusCode']} without the error shape: {str(result.get('body'))[:300]}"
+    elif not isinstance(result, dict):
+        return f"not an object: {payload[:300]!r}"
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m infra.sample_events --check RESULT.json ...`: exit 1 naming each result that fails."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m infra.sample_events")
+    parser.add_argument("--check", nargs="+", type=Path, required=True, metavar="RESULT")
+    failed = 0
+    for path in parser.parse_args(argv).check:
+        problem = result_problem(path.read_bytes().strip() or b"null")
+        print(f"{path}: {problem or 'ok'}")
+        failed += problem is not None
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
