@@ -2,7 +2,7 @@
 
 `kubectl kustomize` renders each overlay (kubectl with kustomize v5 must be on PATH); Kubernetes kinds
 are validated with kubernetes-validate's bundled schemas in strict mode, KEDA's against its CRDs' models
-(infra/k8s.py).
+(infra/k8s/).
 """
 
 from __future__ import annotations
