@@ -60,7 +60,7 @@ def _generate_event(args: argparse.Namespace) -> int:
         if args.video:
             built = STATE_DIR / "build"
             spec = invoke.function_spec(load_template(built / "template.yaml"), args.function, built, params)
-            body = sample_events.stage_video(args.video, spec.environment,
+            body = sample_events.stage_video(args.video, invoke.apply_env_vars(spec, {}, sys.stderr),
                                              ffprobe=str(built / "layers" / "ffmpeg" / "bin" / "ffprobe"))
             event = sample_events.rmq_with_body(event, body)
     except (invoke.InvokeError, OSError, ValueError, ConfigError, AppError) as exc:

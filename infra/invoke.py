@@ -40,7 +40,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -75,6 +75,7 @@ class FunctionSpec:
     timeout_s: int
     layers: list[Path]
     environment: dict[str, str]
+    unresolved: dict[str, str] = field(default_factory=dict)  # variable -> why it has no value
 
 
 def parse_parameter_overrides(values: Sequence[str]) -> dict[str, str]:
@@ -104,7 +105,7 @@ def _merged(globals_props: Mapping[str, Any], props: Mapping[str, Any], key: str
     return props.get(key, globals_props.get(key, default))
 
 
-def _resolve(value: Any, params: Mapping[str, Any], where: str) -> str:
+def _resolve(value: Any, params: Mapping[str, Any], where: str, resources: Mapping[str, Any] | None = None) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float | str):
@@ -118,9 +119,12 @@ def _resolve(value: Any, params: Mapping[str, Any], where: str) -> str:
             return str(params[name])
         if name in PSEUDO_PARAMETERS:
             return PSEUDO_PARAMETERS[name]
+        if resources and name in resources:
+            return str(name)  # a resource of the stack: its logical id, as `sam local invoke` resolves it
     if isinstance(value, dict) and set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
-        return re.sub(r"\$\{([^}!]+)\}", lambda m: _resolve({"Ref": m.group(1)}, params, where), value["Fn::Sub"])
-    raise InvokeError(f"{where}: cannot resolve {json.dumps(value)} locally")
+        return re.sub(r"\$\{([^}!]+)\}", lambda m: _resolve({"Ref": m.group(1)}, params, where, resources),
+                      value["Fn::Sub"])
+    raise InvokeError(f"{where}: cannot resolve {json.dumps(value)} locally; set it with --env-vars")
 
 
 def function_spec(template: Mapping[str, Any], logical_id: str, template_dir: Path,
@@ -135,7 +139,14 @@ def function_spec(template: Mapping[str, Any], logical_id: str, template_dir: Pa
         **((globals_props.get("Environment") or {}).get("Variables") or {}),
         **((props.get("Environment") or {}).get("Variables") or {}),
     }
-    environment = {k: _resolve(v, params, f"{logical_id}: environment variable {k}") for k, v in variables.items()}
+    resources = template.get("Resources") or {}
+    environment: dict[str, str] = {}
+    unresolved: dict[str, str] = {}
+    for key, value in variables.items():
+        try:
+            environment[key] = _resolve(value, params, f"{logical_id}: environment variable {key}", resources)
+        except InvokeError as exc:
+            unresolved[key] = str(exc)  # an error unless --env-vars gives it a value
     return FunctionSpec(
         logical_id=logical_id,
         code_dir=(template_dir / str(props["CodeUri"])).resolve(),
@@ -145,6 +156,7 @@ def function_spec(template: Mapping[str, Any], logical_id: str, template_dir: Pa
         timeout_s=int(_resolve(_merged(globals_props, props, "Timeout", 3), params, logical_id)),
         layers=function_layers(template, logical_id, template_dir),
         environment=environment,
+        unresolved=unresolved,
     )
 
 
@@ -170,12 +182,16 @@ def apply_env_vars(spec: FunctionSpec, env_vars: Mapping[str, Any], warn: IO[str
     As in SAM, only variables the template declares for the function are overridden.
     """
     environment = dict(spec.environment)
+    missing = dict(spec.unresolved)
     for scope in ("Parameters", spec.logical_id):
         for key, value in (env_vars.get(scope) or {}).items():
-            if key in environment:
+            if key in environment or key in missing:
                 environment[key] = "" if value is None else str(value)
+                missing.pop(key, None)
             else:
                 print(f"env-vars: {key} is not declared for {spec.logical_id} in the template; ignored", file=warn)
+    if missing:
+        raise InvokeError(next(iter(missing.values())))
     return environment
 
 

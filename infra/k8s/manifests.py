@@ -62,7 +62,8 @@ def _ref(value: Any) -> str | None:
 
 
 def _env(template: Mapping[str, Any], props: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The template's environment: a NoEcho parameter's variable from the Secret, any other from the ConfigMap."""
+    """The template's environment: a literal as is, a NoEcho parameter's variable from the Secret, any other
+    (a parameter, a resource's name or attribute) from the ConfigMap, under the variable's name."""
     globals_props = (template.get("Globals") or {}).get("Function") or {}
     params = template.get("Parameters") or {}
     variables = {**((globals_props.get("Environment") or {}).get("Variables") or {}),
@@ -70,10 +71,10 @@ def _env(template: Mapping[str, Any], props: Mapping[str, Any]) -> list[dict[str
     env: list[dict[str, Any]] = []
     for name, value in variables.items():
         param = _ref(value)
-        if param is None:
+        if not isinstance(value, dict):
             env.append({"name": name, "value": str(value)})
         else:
-            spec = params.get(param) or {}
+            spec = params.get(param) or {} if param else {}
             source, ref = ("secretKeyRef", SECRET) if spec.get("NoEcho") else ("configMapKeyRef", CONFIG)
             key: dict[str, Any] = {"name": ref, "key": name}
             if "Default" in spec:

@@ -42,7 +42,7 @@ def test_each_sample_event_passes_through_its_function_locally(stack: Stack, fun
     spec = invoke.function_spec(load_template(built), function, built.parent, stack.parameters)
     event = json.dumps(_sample(stack, function, name)).encode()
     with tempfile.TemporaryFile("w+") as log:
-        outcome = invoke.run_local(spec, event, spec.environment, log)
+        outcome = invoke.run_local(spec, event, invoke.apply_env_vars(spec, {}, log), log)
         log.seek(0)
         logs = log.read()
     _check_result(function, name, outcome.payload, outcome.function_error, logs)

@@ -57,6 +57,14 @@ Resources:
   Failing:
     Type: AWS::Serverless::Function
     Properties: {CodeUri: functions/fn, Handler: app.failing}
+  Bucket:
+    Type: AWS::S3::Bucket
+  WithBucket:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: functions/fn
+      Handler: app.bucket
+      Environment: {Variables: {BUCKET: !Ref Bucket, BUCKET_ARN: !GetAtt Bucket.Arn}}
 """
 
 APP = '''
@@ -83,6 +91,9 @@ def slow(event, context):
 def hungry(event, context):
     # A child process holding the memory: Lambda counts the whole sandbox, not just the handler.
     subprocess.run([sys.executable, "-c", "b = bytearray(300 * 1024 * 1024); import time; time.sleep(20)"])
+
+def bucket(event, context):
+    return [os.environ["BUCKET"], os.environ["BUCKET_ARN"]]
 
 def failing(event, context):
     raise ValueError("no such thing")
@@ -155,7 +166,17 @@ def test_a_missing_parameter_is_one_clear_line(project: Path) -> None:
 def test_an_unknown_function_names_the_ones_there_are(project: Path) -> None:
     result = run(project, "Nope", "--parameter-overrides", "Secret=x")
     assert result.returncode == 2
-    assert "no function 'Nope' in the template (functions: Fn, Slow, Hungry, Failing)" in result.stderr
+    assert "no function 'Nope' in the template (functions: Fn, Slow, Hungry, Failing, WithBucket)" in result.stderr
+
+
+def test_resources_resolve_to_their_logical_id_and_the_rest_needs_env_vars(project: Path) -> None:
+    result = run(project, "WithBucket", "--parameter-overrides", "Secret=x")
+    assert result.returncode == 2
+    assert "BUCKET_ARN: cannot resolve" in result.stderr and "set it with --env-vars" in result.stderr
+    (project / "env.json").write_text(json.dumps({"WithBucket": {"BUCKET_ARN": "arn:aws:s3:::local"}}))
+    result = run(project, "WithBucket", "--parameter-overrides", "Secret=x", "-n", str(project / "env.json"))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == ["Bucket", "arn:aws:s3:::local"]
 
 
 def test_timeout_kills_and_reports_as_lambda(project: Path) -> None:
