@@ -32,6 +32,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -86,19 +87,12 @@ def parse_parameter_overrides(values: Sequence[str]) -> dict[str, str]:
             for key, val in re.findall(r"ParameterKey=([^,\s]+),ParameterValue=(.*?)(?=\s+ParameterKey=|$)", value):
                 out[key] = val
             continue
-        for item in _split_overrides(value):
+        for item in shlex.split(value):  # "A=1 B='two words'": several in one argument, as SAM takes them
             key, sep, val = item.partition("=")
             if not sep or not key:
                 raise InvokeError(f"--parameter-overrides: expected KEY=VALUE, got {item!r}")
             out[key] = val
     return out
-
-
-def _split_overrides(value: str) -> list[str]:
-    # "A=1 B='two words'": shell-like splitting, as SAM accepts one string of several overrides.
-    import shlex
-
-    return shlex.split(value)
 
 
 def _merged(globals_props: Mapping[str, Any], props: Mapping[str, Any], key: str, default: Any) -> Any:
@@ -294,7 +288,7 @@ def _group_rss_bytes(pgid: int) -> int:
 
 
 def run_local(spec: FunctionSpec, event: bytes, environment: Mapping[str, str], log: IO[str],
-              *, python: str = sys.executable, keep_sandbox: Path | None = None) -> Outcome:
+              *, python: str = sys.executable) -> Outcome:
     request_id = str(uuid.uuid4())
     sandbox = Path(tempfile.mkdtemp(prefix="vid2mp3-invoke-"))
     try:
@@ -365,8 +359,6 @@ def run_local(spec: FunctionSpec, event: bytes, environment: Mapping[str, str], 
         print(report, file=log, flush=True)
         return outcome
     finally:
-        if keep_sandbox is not None:
-            shutil.copytree(sandbox, keep_sandbox, symlinks=True, dirs_exist_ok=True)
         shutil.rmtree(sandbox, ignore_errors=True)
 
 
