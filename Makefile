@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The real tus-js-client, run under Node by the e2e tier (pinned in its package-lock.json).
 TUS_JS := tests/support/tus/node_modules/.installed
 
-.PHONY: run test lint deploy build bench clean
+.PHONY: run test lint deploy build invoke events k8s bench clean
 
 run: $(STAMP)  ## start the whole system locally (foreground; Ctrl-C stops it)
 	@$(PY) -m infra run
@@ -24,9 +24,23 @@ deploy: $(STAMP)  ## rebuild and redeploy into a running `make run`
 build: $(STAMP)
 	@$(PY) -m infra build
 
+# Run one function once from the built artifact, as `sam local invoke` does (the result on stdout,
+# logs on stderr): make invoke FN=ConvertFunction EVENT=event.json [ARGS="--parameter-overrides K=V ..."]
+invoke: $(STAMP)
+	@test -n "$(FN)" || { echo "usage: make invoke FN=<function logical id> [EVENT=event.json] [ARGS=...]" >&2; exit 2; }
+	@$(PY) -m infra build 1>&2
+	@$(PY) -m infra invoke $(FN) $(if $(EVENT),-e $(EVENT)) $(ARGS)
+
+k8s: $(STAMP)  ## regenerate deploy/k8s/base/functions.generated.yaml from the template, then validate
+	@$(PY) -m infra.k8s
+	@$(PY) -m infra.k8s --check
+
+events: $(STAMP)  ## write a sample event of every function to events/ (python -m infra generate-event)
+	@$(PY) -m infra generate-event --out events
+
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@echo "installing dependencies into $(VENV) ..."
+	@echo "installing dependencies into $(VENV) ..." >&2
 	@$(PY) -m pip install -qq --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 

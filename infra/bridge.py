@@ -32,6 +32,7 @@ import argparse
 import base64
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -39,7 +40,7 @@ import time
 import urllib.parse
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -572,6 +573,7 @@ class Bridge:
         delivery_limit: int = topology.DEFAULT_DELIVERY_LIMIT,
         logger: logging.Logger | None = None,
         grace_s: float = 5.0,
+        function_timeout_s: float | None = None,
     ) -> None:
         scheme = urllib.parse.urlsplit(rabbitmq_url).scheme
         try:
@@ -586,6 +588,8 @@ class Bridge:
         self.delivery_limit = delivery_limit
         self.logger = logger or logging.getLogger(LOGGER_NAME)
         self.grace_s = grace_s
+        # Known up front where the endpoint has no GetFunctionConfiguration (a container's invoke gate).
+        self.function_timeout_s = function_timeout_s
         self.invoke_client: Any = lambda_client
         self.stopping = threading.Event()
         self._consumers: list[_Consumer] = []
@@ -600,6 +604,8 @@ class Bridge:
 
     def _longest_timeout(self) -> float:
         """The longest timeout of the mapped functions (each must exist)."""
+        if self.function_timeout_s is not None:
+            return self.function_timeout_s
         longest = 0.0
         for mapping in self.mappings:
             try:
@@ -747,16 +753,43 @@ def mappings_for_stack(cfn: Any, stack: str, template_path: Path = template_mode
     return mappings
 
 
+def mappings_for_function(function: str, parameters: dict[str, Any],
+                          template_path: Path = template_model.TEMPLATE) -> tuple[list[Mapping], float]:
+    """The MQ events of one function, invoked as `function` (the name a container's Invoke API takes),
+    each with one consumer: on Kubernetes a pod is one sandbox, and KEDA adds pods. Also the function's
+    timeout (Globals or its own)."""
+    template = template_model.load_template(template_path)
+    params = {**template_model.parameter_defaults(template), **parameters}
+    broker_arn = str(params.get(BROKER_ARN_PARAMETER) or "")
+    sources = [s for s in template_model.mq_event_sources(template, params) if s.function == function]
+    if not sources:
+        raise BridgeError(f"function {function!r} has no MQ event in {template_path.name}")
+    resource = template_model.functions(template)[function]
+    globals_props = (template.get("Globals") or {}).get("Function") or {}
+    timeout = (resource.get("Properties") or {}).get("Timeout", globals_props.get("Timeout", 3))
+    mappings = [Mapping(source=replace(s, concurrency=1), function="function", event_source_arn=broker_arn)
+                for s in sources]
+    return mappings, float(timeout)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.bridge", description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--endpoint", required=True, help="AWS-compatible endpoint (the emulator)")
-    parser.add_argument("--stack", required=True, help="CloudFormation stack the template was deployed as")
-    parser.add_argument("--rabbitmq-url", required=True, help="AMQP URL of the broker")
+    parser.add_argument("--endpoint", help="AWS-compatible endpoint (the emulator)")
+    parser.add_argument("--stack", help="CloudFormation stack the template was deployed as")
+    parser.add_argument("--invoke-url", help="instead of --endpoint/--stack: one function's Invoke API (on "
+                        "Kubernetes, the invoke gate beside the function's container); needs --function")
+    parser.add_argument("--function", help="with --invoke-url: the logical id whose MQ events to consume")
+    parser.add_argument("--rabbitmq-url", default=os.environ.get("RABBITMQ_URL"),
+                        help="AMQP URL of the broker (default: RABBITMQ_URL)")
     parser.add_argument("--template", type=Path, default=template_model.TEMPLATE)
     parser.add_argument("--delivery-limit", type=int, default=topology.DEFAULT_DELIVERY_LIMIT)
     parser.add_argument("--grace", type=float, default=5.0,
                         help="seconds an in-flight invocation gets to finish on SIGINT/SIGTERM")
     args = parser.parse_args(argv)
+    if not ((args.endpoint and args.stack) or (args.invoke_url and args.function)):
+        parser.error("give --endpoint and --stack, or --invoke-url and --function")
+    if not args.rabbitmq_url:
+        parser.error("give --rabbitmq-url or set RABBITMQ_URL")
 
     logger = configure_logging()
 
@@ -772,18 +805,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         from infra.aws import CREDENTIALS, REGION
 
-        cfn = boto3.client(
-            "cloudformation", endpoint_url=args.endpoint, region_name=REGION,
-            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        )
-        mappings = mappings_for_stack(cfn, args.stack, args.template)
+        timeout: float | None = None
+        if args.invoke_url:
+            # The vhost the functions publish to is the one RABBITMQ_URL names (MQVirtualHost).
+            vhost = str(pika.URLParameters(args.rabbitmq_url).virtual_host)
+            mappings, timeout = mappings_for_function(args.function, {"MQVirtualHost": vhost}, args.template)
+            endpoint = args.invoke_url
+        else:
+            cfn = boto3.client(
+                "cloudformation", endpoint_url=args.endpoint, region_name=REGION,
+                aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            )
+            mappings = mappings_for_stack(cfn, args.stack, args.template)
+            endpoint = args.endpoint
         if not mappings:
             _log(logger, logging.WARNING, "no_mappings", template=str(args.template))
         # The read timeout is raised past the functions' timeouts by Bridge.start().
-        client = lambda_client(args.endpoint, read_timeout_s=READ_TIMEOUT_MARGIN_S)
+        client = lambda_client(endpoint, read_timeout_s=READ_TIMEOUT_MARGIN_S)
         bridge = Bridge(args.rabbitmq_url, client, mappings, delivery_limit=args.delivery_limit,
-                        logger=logger, grace_s=args.grace)
+                        logger=logger, grace_s=args.grace, function_timeout_s=timeout)
         bridge.start()
     except BridgeError as exc:
         _log(logger, logging.ERROR, "bridge_failed", error=str(exc))
