@@ -52,7 +52,7 @@ class _Db:
         """Up: the in-memory fakes stand for the rest."""
 
 
-def _probe(path: Path) -> MediaInfo:
+def _probe(path: Path, track: object = None, present: object = None) -> MediaInfo:
     return MediaInfo("mov,mp4,m4a,3gp,3g2,mj2", 3.0, (AudioStream(1, "aac", 2, 44100, 3.0),), True)
 
 
