@@ -69,6 +69,31 @@ def build_dependencies_layer(out: Path, cache: Path) -> Path:
     return out
 
 
+# What Lambda's Python runtime itself provides to every function (in /var/runtime, after the layers on
+# sys.path): the AWS SDK. Not deployed (Lambda has it); `python -m infra invoke` puts it where Lambda does.
+RUNTIME_SDK = ["boto3>=1.34,<2"]
+RUNTIME_DIR = "runtime"  # beside the built template
+
+
+def build_runtime_sdk(out: Path, cache: Path) -> Path:
+    """pip-install the runtime's own packages (the AWS SDK) into `out` (skipped when unchanged)."""
+    key = hashlib.sha256(json.dumps([RUNTIME_SDK, PLATFORM, PYTHON_VERSION]).encode()).hexdigest()
+    marker = out / ".build-key"
+    if marker.exists() and marker.read_text() == key:
+        return out
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-qq", "--disable-pip-version-check", "--no-warn-conflicts",
+         "--target", str(out), "--platform", PLATFORM, "--implementation", "cp",
+         "--python-version", PYTHON_VERSION, "--only-binary=:all:", "--cache-dir", str(cache / "pip"),
+         *RUNTIME_SDK],
+        check=True,
+    )
+    marker.write_text(key)
+    return out
+
+
 def build_ffmpeg_layer(out: Path) -> Path:
     script = ROOT / "layers" / "ffmpeg" / "build.py"
     subprocess.run([sys.executable, str(script), "--out", str(out)], check=True)
@@ -120,6 +145,7 @@ def build(state_dir: Path, *, template_path: Path = TEMPLATE) -> Path:
             source = _local_path(props.get("CodeUri"))
             if source is not None:
                 props["CodeUri"] = str(build_function(source, out / "functions" / source.name))
+    build_runtime_sdk(out / RUNTIME_DIR, state_dir / "cache")
     built_template = out / "template.yaml"
     built_template.write_text(yaml.safe_dump(template, sort_keys=False), encoding="utf-8")
     return built_template

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from infra.aws import CREDENTIALS, REGION
+from infra.build import RUNTIME_DIR
 from infra.template_model import functions, load_template, parameter_defaults
 
 RUNTIME_SCRIPT = Path(__file__).resolve().parent / "lambda_runtime.py"
@@ -77,6 +78,7 @@ class FunctionSpec:
     layers: list[Path]
     environment: dict[str, str]
     unresolved: dict[str, str] = field(default_factory=dict)  # variable -> why it has no value
+    runtime_sdk: Path | None = None  # what Lambda's runtime provides itself (boto3), as /var/runtime
 
 
 def parse_parameter_overrides(values: Sequence[str]) -> dict[str, str]:
@@ -151,6 +153,7 @@ def function_spec(template: Mapping[str, Any], logical_id: str, template_dir: Pa
         layers=function_layers(template, logical_id, template_dir),
         environment=environment,
         unresolved=unresolved,
+        runtime_sdk=template_dir / RUNTIME_DIR if (template_dir / RUNTIME_DIR).is_dir() else None,
     )
 
 
@@ -252,6 +255,7 @@ def lambda_environment(spec: FunctionSpec, environment: Mapping[str, str], sandb
         "TMPDIR": str(sandbox / "tmp"),
         "HOME": str(sandbox / "tmp"),
         "_VID2MP3_OPT": str(opt),
+        **({"_VID2MP3_RUNTIME_SDK": str(spec.runtime_sdk)} if spec.runtime_sdk is not None else {}),
     }
 
 

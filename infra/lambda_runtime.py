@@ -3,7 +3,8 @@
 Started by infra/invoke.py as `python -I -S -B lambda_runtime.py` (standard library only: no
 site-packages, no user site, no PYTHONPATH), with `sys.path` set here to what Lambda's python3.11 runtime
 has: the function's code (LAMBDA_TASK_ROOT), then each layer's `python/` under the sandbox's /opt
-(`/opt/python/lib/python3.11/site-packages`, `/opt/python`). The handler's stdout goes to the logs
+(`/opt/python/lib/python3.11/site-packages`, `/opt/python`), then what the runtime ships itself (the
+AWS SDK, /var/runtime on Lambda; built by infra/build.py, never deployed). The handler's stdout goes to the logs
 (stderr), as on Lambda, so the result travels on its own channel: a file named by `_VID2MP3_RESULT`.
 
 The result file holds the handler's JSON result, or Lambda's error payload (`errorMessage`,
@@ -63,6 +64,8 @@ def main() -> int:
     opt = env["_VID2MP3_OPT"]
     sys.path[:0] = [task_root, os.path.join(opt, "python", "lib", "python3.11", "site-packages"),
                     os.path.join(opt, "python")]
+    if env.get("_VID2MP3_RUNTIME_SDK"):  # /var/runtime: the SDK the runtime ships (boto3), after the layers
+        sys.path.insert(3, env["_VID2MP3_RUNTIME_SDK"])
     os.chdir(task_root)
     sys.stdout = sys.stderr  # the function's prints are logs; the result has its own channel
     request_id = env[REQUEST_ID_ENV]

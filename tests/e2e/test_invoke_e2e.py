@@ -31,8 +31,9 @@ def _sample(stack: Stack, function: str, name: str) -> dict[str, Any]:
     return sample.event
 
 
-def _check_result(function: str, name: str, payload: bytes, function_error: bool, logs: str) -> None:
-    problem = sample_events.result_problem(payload, function_error)
+def _check_result(function: str, name: str, payload: bytes, function_error: bool, logs: str,
+                  method: str | None = None) -> None:
+    problem = sample_events.result_problem(payload, function_error, method)
     assert problem is None, f"{function} {name}: {problem}\n{logs[-3000:]}"
 
 
@@ -40,12 +41,12 @@ def _check_result(function: str, name: str, payload: bytes, function_error: bool
 def test_each_sample_event_passes_through_its_function_locally(stack: Stack, function: str, name: str) -> None:
     built = STATE_DIR / "build" / "template.yaml"
     spec = invoke.function_spec(load_template(built), function, built.parent, stack.parameters)
-    event = json.dumps(_sample(stack, function, name)).encode()
+    sample = _sample(stack, function, name)
     with tempfile.TemporaryFile("w+") as log:
-        outcome = invoke.run_local(spec, event, invoke.apply_env_vars(spec, {}, log), log)
+        outcome = invoke.run_local(spec, json.dumps(sample).encode(), invoke.apply_env_vars(spec, {}, log), log)
         log.seek(0)
         logs = log.read()
-    _check_result(function, name, outcome.payload, outcome.function_error, logs)
+    _check_result(function, name, outcome.payload, outcome.function_error, logs, sample.get("httpMethod"))
     assert f"Memory Size: {spec.memory_mb} MB" in logs
 
 
@@ -53,11 +54,13 @@ def test_each_sample_event_passes_through_its_function_locally(stack: Stack, fun
 def test_each_sample_event_passes_through_the_deployed_function(stack: Stack, function: str, name: str,
                                                                 tmp_path: Path) -> None:
     event = tmp_path / "event.json"
-    event.write_text(json.dumps(_sample(stack, function, name)))
+    sample = _sample(stack, function, name)
+    event.write_text(json.dumps(sample))
     result = subprocess.run([sys.executable, "-m", "infra", "invoke", function, "--remote", "-e", str(event)],
                             capture_output=True, cwd=ROOT, timeout=300)
     assert result.returncode in (0, 1), result.stderr.decode()[-2000:]
-    _check_result(function, name, result.stdout, result.returncode == 1, result.stderr.decode())
+    _check_result(function, name, result.stdout, result.returncode == 1, result.stderr.decode(),
+                  sample.get("httpMethod"))
 
 
 def test_a_refused_token_is_a_function_error_remotely_too(stack: Stack, tmp_path: Path) -> None:

@@ -277,6 +277,17 @@ def test_a_large_mp3_is_served_in_ranges_of_at_most_4_mib_and_redirected_whole(w
     assert exporter.objects == {}
 
 
+def test_a_delete_goes_through_while_the_export_storage_is_down(world):
+    exporter = InMemoryExporter()
+    world.use_exporter(exporter)
+    job_id = world.upload().json()["id"]
+    world.finish(job_id, bytes(5 * 1024 * 1024))
+    assert world.call("GET", "/videos/{id}/mp3", path_id=job_id, headers={"Accept": "*/*"}).status == 302
+    exporter.available = False  # the copy expires by the bucket's lifecycle rule; the delete is not refused
+    assert world.call("DELETE", "/videos/{id}", path_id=job_id).status == 204
+    assert world.store.objects == {}
+
+
 def test_without_export_storage_a_large_mp3_is_downloaded_in_ranges(world):
     job_id = world.upload().json()["id"]
     world.finish(job_id, bytes(5 * 1024 * 1024))

@@ -42,21 +42,44 @@ class _ChunkReader(io.RawIOBase):
 
 
 class S3Exporter:
+    """Clients are made on first use: most requests of the upload function never touch S3, and boto3 costs
+    a cold start some 13 MB and 100 ms."""
+
     def __init__(self, bucket: str, *, endpoint_url: str | None = None, public_endpoint_url: str | None = None,
                  url_ttl_s: int = 300, client: S3Client | None = None) -> None:
-        import boto3
-        from botocore.config import Config
-
-        config = Config(signature_version="s3v4", retries={"max_attempts": 3, "mode": "standard"},
-                        # An emulator on an IP address or localhost has no per-bucket host names.
-                        s3={"addressing_style": "path"} if endpoint_url or public_endpoint_url else {})
         self.bucket = bucket
         self.url_ttl_s = url_ttl_s
-        self._s3: S3Client = client or boto3.client("s3", endpoint_url=endpoint_url, config=config)
-        # Links are signed for the address clients use (the same as ours, unless the functions reach the
-        # storage by another name, as in Docker Compose); signing is local, this client never connects.
-        self._signer: S3Client = (boto3.client("s3", endpoint_url=public_endpoint_url, config=config)
-                                  if public_endpoint_url else self._s3)
+        self._endpoint_url = endpoint_url
+        self._public_endpoint_url = public_endpoint_url
+        self._client = client
+        self._signer_client: S3Client | None = None
+
+    def _config(self) -> Any:
+        from botocore.config import Config
+
+        return Config(signature_version="s3v4", retries={"max_attempts": 3, "mode": "standard"},
+                      # An emulator on an IP address or localhost has no per-bucket host names.
+                      s3={"addressing_style": "path"} if self._endpoint_url or self._public_endpoint_url else {})
+
+    @property
+    def _s3(self) -> S3Client:
+        if self._client is None:
+            import boto3
+
+            self._client = boto3.client("s3", endpoint_url=self._endpoint_url, config=self._config())
+        return self._client
+
+    @property
+    def _signer(self) -> S3Client:
+        """Links are signed for the address clients use (the same as ours, unless the functions reach the
+        storage by another name, as in Docker Compose); signing is local, this client never connects."""
+        if self._public_endpoint_url is None:
+            return self._s3
+        if self._signer_client is None:
+            import boto3
+
+            self._signer_client = boto3.client("s3", endpoint_url=self._public_endpoint_url, config=self._config())
+        return self._signer_client
 
     def link(self, key: str, *, size: int, content_disposition: str, content_type: str) -> str | None:
         from botocore.exceptions import BotoCoreError, ClientError

@@ -364,7 +364,10 @@ def _remove_objects(d: JobsDeps, job: Job, *, budget_s: float | None = None) -> 
     within `budget_s` (everything is invisible already; call again to finish)."""
     store = d.store
     if d.exporter is not None:
-        d.exporter.delete(export_key(job.id))
+        try:
+            d.exporter.delete(export_key(job.id))
+        except DependencyUnavailable:  # the bucket's lifecycle rule removes it within a day anyway
+            d.logger.warning("export copy not removed now; it expires within a day", extra={"job_id": job.id})
     if job.mp3 is not None:
         store.delete(MP3S_BUCKET, job.mp3.object_id)
     # Also the conventional id of a job's MP3 (its job id), in case a conversion stored it and
