@@ -75,3 +75,6 @@ class UploadRepository(Protocol):
 
     def remove(self, upload_id: str) -> None:
         """Remove an upload row whatever its owner (the sweep, after its chunks are gone)."""
+
+    def delete_owner(self, owner_id: str) -> list[Upload]:
+        """Remove every upload row of the owner (the account goes); returns what was removed."""

@@ -124,3 +124,9 @@ class InMemoryUploadRepository:
         with self._lock:
             self._check()
             self.rows.pop(_key(upload_id), None)
+
+    def delete_owner(self, owner_id: str) -> list[Upload]:
+        with self._lock:
+            self._check()
+            mine = [k for k, r in self.rows.items() if _key(r.upload.owner_id) == _key(owner_id)]
+            return [self.rows.pop(k).upload for k in mine]

@@ -141,3 +141,12 @@ class PostgresUploadRepository:
         uid = parse_uuid(upload_id)
         if uid is not None:
             self._one("DELETE FROM uploads WHERE id = %s RETURNING id", (uid,))
+
+    def delete_owner(self, owner_id: str) -> list[Upload]:
+        owner = parse_uuid(owner_id)
+        if owner is None:
+            return []
+        with self._db.transaction() as conn:
+            rows = conn.execute(f"DELETE FROM uploads WHERE owner_id = %s RETURNING {_COLUMNS}".encode(),  # noqa: S608
+                                (owner,)).fetchall()
+        return [_upload(r) for r in rows]

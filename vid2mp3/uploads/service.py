@@ -114,6 +114,7 @@ def create(d: UploadsDeps, caller: Identity, headers: Mapping[str, str], *, corr
     raw_metadata = headers.get("upload-metadata") or ""
     metadata = tus.parse_metadata(raw_metadata)
     bitrate = service.parse_bitrate(metadata.get("bitrate"))
+    callback_url = service.parse_callback(d.jobs, metadata.get("callback_url"))
     filename = clean_filename(metadata.get("filename") or metadata.get("name") or "") or "video"
     content_type = clean_content_type(metadata.get("filetype") or metadata.get("type") or "")
     checksum = None
@@ -121,12 +122,13 @@ def create(d: UploadsDeps, caller: Identity, headers: Mapping[str, str], *, corr
         tus.check_content_type(headers)
         checksum = tus.parse_checksum(headers.get("upload-checksum"))
         _check_part(body, checksum, 0, length)
+    service.admit_upload(d.jobs, caller, length)  # the whole Upload-Length counts from now on
     now = d.jobs.clock()
     upload = Upload(
         id=d.jobs.new_id(), owner_id=caller.user_id, owner_email=caller.email, length=length,
         filename=filename, content_type=content_type, bitrate=bitrate, correlation_id=correlation_id,
         created_at=now, expires_at=now + timedelta(seconds=settings.upload_expiry_seconds),
-        metadata=raw_metadata,
+        metadata=raw_metadata, options={"callback_url": callback_url} if callback_url else {},
     )
     d.uploads.create(upload)
     d.jobs.logger.info("upload created", extra={"upload_id": upload.id, "length": length})
@@ -248,6 +250,7 @@ def _make_job(d: UploadsDeps, upload: Upload, verdict: Verdict) -> Job:
         video_id=upload.video_id, bitrate=upload.bitrate, correlation_id=upload.correlation_id, created_at=now,
         updated_at=now, duration_s=media.duration_s if media is not None else None,
         extra={"media": media.summary()} if media is not None else {},
+        callback_url=upload.options.get("callback_url") or None,
     )
     jd.logger.info("upload finished", extra={"upload_id": upload.id, "size": upload.length,
                                              "probe": "accepted" if media else
@@ -281,6 +284,16 @@ def terminate(d: UploadsDeps, caller: Identity, upload_id: str) -> None:
 class SweepResult:
     removed: list[str] = field(default_factory=list)  # unfinished: the row and every chunk
     forgotten: list[str] = field(default_factory=list)  # finished: the row only (the job lives on)
+
+
+def purge_owner(d: UploadsDeps, owner_id: str) -> int:
+    """Every upload of an account that goes: rows and every chunk stored (finished ones' videos are their
+    jobs', removed with those). Returns how many."""
+    gone = d.uploads.delete_owner(owner_id)
+    for upload in gone:
+        if not upload.finished:
+            d.jobs.store.delete(VIDEOS_BUCKET, upload.video_id)
+    return len(gone)
 
 
 def sweep(d: UploadsDeps, *, limit: int = SWEEP_BATCH) -> SweepResult:
