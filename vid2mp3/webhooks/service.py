@@ -118,7 +118,7 @@ def deliver(request: WebhookRequest, d: WebhookDeps) -> Outcome:
         now = d.clock()
         if record.status != "pending":
             return Outcome.ALREADY_DONE
-        if record.next_attempt_at > now:
+        if record.attempts and record.next_attempt_at > now:  # a retry, before its time: the re-drive sends it
             return Outcome.NOT_DUE
         body = event_body(job, request.kind)
         headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
