@@ -10,6 +10,7 @@ test_tus_e2e does for an expired upload, instead of waiting for the clock.
 from __future__ import annotations
 
 import base64
+import json
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -138,9 +139,22 @@ def test_a_finished_job_expires_and_one_scheduled_run_removes_it_but_not_a_job_e
     assert user.call("GET", f"/videos/{second}/mp3", headers={"Accept": "audio/mpeg"}).status == 200
 
 
-def test_the_email_says_until_when_the_link_works(user, stack, media):
+def test_the_email_says_until_when_the_link_works_and_the_metrics_are_in_the_log(user, stack, media):
     job_id = user.upload(media["wav"]).body["id"]
     job = user.wait_finished(job_id)
+    # The convert function's log (CloudWatch Logs, the emulator's) has its embedded-metric-format lines,
+    # written when the invocation ends (just after the job is done).
+    deadline = time.monotonic() + 30
+    while True:
+        emf = [json.loads(line[line.index("{"):]) for line in stack.log_lines("ConvertFunction")
+               if '"CloudWatchMetrics"' in line]
+        if any(doc.get("BytesIn") == job["size"] for doc in emf) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert any(doc.get("BytesIn") == job["size"] and doc.get("BytesOut") == job["mp3"]["size"] for doc in emf)
+    names = {m["Name"] for doc in emf for d in doc["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
+    assert {"ConversionsStarted", "ConversionsDone", "ConversionSeconds", "BytesIn", "BytesOut"} <= names
+    assert all(d["Namespace"] == "vid2mp3" for doc in emf for d in doc["_aws"]["CloudWatchMetrics"])
     expires = datetime.fromisoformat(job["expires_at"])
     deadline = time.monotonic() + 60
     while True:
@@ -254,10 +268,11 @@ def test_storage_is_limited_counting_a_resumable_uploads_whole_length(user, stac
     while remaining > largest:
         assert user.create_upload(largest).status == 201
         remaining -= largest
-    reply = user.create_upload(remaining + 1)
+    assert user.create_upload(remaining - 1000).status == 201
+    reply = user.create_upload(1001)
     assert reply.status == 413 and reply.error_code() == "storage_quota_exceeded", reply.raw
     assert str(usage["limit"]) in reply.body["error"]["message"]
-    assert user.create_upload(remaining).status == 201  # exactly up to the quota is fine
+    assert user.create_upload(1000).status == 201  # exactly up to the quota is fine
     assert user.usage()["storage_bytes"]["used"] == usage["limit"]
 
 
