@@ -148,10 +148,11 @@ def test_the_email_says_until_when_the_link_works_and_the_metrics_are_in_the_log
     while True:
         emf = [json.loads(line[line.index("{"):]) for line in stack.log_lines("ConvertFunction")
                if '"CloudWatchMetrics"' in line]
-        if any(doc.get("BytesIn") == job["size"] for doc in emf) or time.monotonic() > deadline:
+        if any(doc.get("BytesIn") == [job["size"]] for doc in emf) or time.monotonic() > deadline:
             break
         time.sleep(0.5)
-    assert any(doc.get("BytesIn") == job["size"] and doc.get("BytesOut") == job["mp3"]["size"] for doc in emf)
+    # EMF keeps each metric's values in a list.
+    assert any(doc.get("BytesIn") == [job["size"]] and doc.get("BytesOut") == [job["mp3"]["size"]] for doc in emf)
     names = {m["Name"] for doc in emf for d in doc["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
     assert {"ConversionsStarted", "ConversionsDone", "ConversionSeconds", "BytesIn", "BytesOut"} <= names
     assert all(d["Namespace"] == "vid2mp3" for doc in emf for d in doc["_aws"]["CloudWatchMetrics"])
