@@ -48,7 +48,17 @@ PASSTHROUGH = {
     "CORS_ALLOWED_ORIGINS": "CorsAllowedOrigins",
     "EXPORT_URL_TTL_SECONDS": "ExportUrlTtlSeconds",
     "EXPORT_PUBLIC_ENDPOINT_URL": "ExportPublicEndpointUrl",
+    "KEEP_SOURCE": "KeepSource",
+    "RETENTION_HOURS": "RetentionHours",
+    "QUOTA_STORAGE_BYTES": "QuotaStorageBytes",
+    "QUOTA_ACTIVE_JOBS": "QuotaActiveJobs",
+    "QUOTA_UPLOADS_PER_HOUR": "QuotaUploadsPerHour",
+    "REGISTRATIONS_PER_HOUR_PER_IP": "RegistrationsPerHourPerIp",
+    "WEBHOOK_ALLOWED_HOSTS": "WebhookAllowedHosts",
 }
+# Locally, webhooks may go to this machine's own receivers (development, the e2e tier): the template's
+# default (public addresses only) is what AWS gets.
+LOCAL_WEBHOOK_ALLOWED_HOSTS = "127.0.0.0/8,::1/128"
 
 
 def jwt_secret(state_dir: Path, environ: Mapping[str, str]) -> str:
@@ -112,6 +122,7 @@ class LocalRun:
             "JwtSecret": secret,
             # The bridge consumes (and AWS's MQ mapping would) on the vhost the functions publish to.
             "MQVirtualHost": rabbitmq_vhost(self.resolved.rabbitmq_url),
+            "WebhookAllowedHosts": LOCAL_WEBHOOK_ALLOWED_HOSTS,
             **{param: self.environ[var] for var, param in PASSTHROUGH.items() if self.environ.get(var)},
         }
         self.api_url = self.deploy(say)

@@ -13,7 +13,7 @@ from aws_lambda_powertools import Logger
 from chalice.app import Chalice, ChaliceViewError, Response
 
 from vid2mp3 import errors
-from vid2mp3.http import JSON_HEADERS, error_parts
+from vid2mp3.http import JSON_HEADERS, error_parts, with_standard_headers
 from vid2mp3.limits import enforce_aws_limits
 
 # Request and response bodies of these types travel base64-encoded through API Gateway. The same
@@ -36,12 +36,18 @@ def create_app(name: str, logger: Logger) -> Chalice:
 
 def lambda_handler(app: Chalice, logger: Logger) -> Callable[[dict[str, Any], Any], Any]:
     """The function's handler: the Chalice app within AWS's payload limits (vid2mp3.limits), which the
-    local emulator does not apply itself."""
+    local emulator does not apply itself, and every response with the standard headers (nosniff,
+    Cache-Control), whichever route, error or refusal made it."""
 
     def refused(what: str, size: int) -> None:
         logger.warning(f"{what} over AWS's payload limits refused", extra={"bytes": size})
 
-    return enforce_aws_limits(app, refused)
+    guarded = enforce_aws_limits(app, refused)
+
+    def handler(event: dict[str, Any], context: Any) -> Any:
+        return with_standard_headers(guarded(event, context))
+
+    return handler
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from vid2mp3.auth.throttle import LoginThrottle, ThrottleStore
     from vid2mp3.auth.tokens import TokenService
     from vid2mp3.auth.users import UserRepository
+    from vid2mp3.quotas import RateLimiter
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,9 @@ class AuthDeps:
     hasher: PasswordHasher
     tokens: TokenService
     clock: Callable[[], float]
+    # Registrations per source address (vid2mp3.quotas); None: not limited (unit tests of other rules).
+    rates: RateLimiter | None = None
+    db: Postgres | None = None  # the function's one connection, for what is built later (accounts)
 
 
 def bootstrap_auth(
@@ -86,6 +90,7 @@ def bootstrap_auth(
     from vid2mp3.auth.throttle import LoginThrottle, PostgresThrottleStore
     from vid2mp3.auth.tokens import TokenService
     from vid2mp3.auth.users import PostgresUserRepository
+    from vid2mp3.quotas.postgres import PostgresRateLimiter
 
     settings = settings or load_settings()
     clock = clock or time.time
@@ -103,7 +108,31 @@ def bootstrap_auth(
         hasher=hasher or Argon2PasswordHasher(),
         tokens=tokens,
         clock=clock,
+        rates=PostgresRateLimiter(db) if db is not None else None,
+        db=db,
     )
+
+
+def bootstrap_accounts(auth: AuthDeps, *, logger: Logger, deps: Deps | None = None) -> AccountDeps:
+    """GET/DELETE /auth/me on top of the auth function's dependencies (its PostgreSQL connection); the
+    object stores that deleting an account empties are built on the first DELETE."""
+    import functools
+
+    from vid2mp3.accounts import AccountDeps
+    from vid2mp3.quotas.postgres import PostgresRateLimiter, PostgresUsageStore
+    from vid2mp3.quotas.service import Quotas
+    from vid2mp3.webhooks.records import PostgresDeliveryLog
+
+    db = auth.db or Postgres(auth.settings.database_url)
+
+    @functools.cache
+    def uploads() -> UploadsDeps:
+        shared = deps or bootstrap(auth.settings, db=db)
+        return bootstrap_uploads(bootstrap_upload(shared, logger=logger), db=db)
+
+    quotas = Quotas(auth.settings, PostgresUsageStore(db), auth.rates or PostgresRateLimiter(db))
+    return AccountDeps(users=auth.users, hasher=auth.hasher, throttle=auth.throttle, quotas=quotas,
+                       webhooks=PostgresDeliveryLog(db), uploads=uploads, clock=auth.clock)
 
 
 # --- upload function (and its scheduled re-drive) --------------------------------------------------
@@ -115,6 +144,7 @@ if TYPE_CHECKING:
 
     from aws_lambda_powertools import Logger
 
+    from vid2mp3.accounts import AccountDeps
     from vid2mp3.convert.lock import JobLock
     from vid2mp3.convert.service import Converter
     from vid2mp3.exports import Exporter
@@ -125,6 +155,7 @@ if TYPE_CHECKING:
     from vid2mp3.notify.service import NotifyDeps
     from vid2mp3.uploads import UploadRepository
     from vid2mp3.uploads.service import UploadsDeps
+    from vid2mp3.webhooks.service import WebhookDeps
 
 
 def bootstrap_upload(
@@ -137,8 +168,12 @@ def bootstrap_upload(
     exporter: Exporter | None = None,
 ) -> JobsDeps:
     """The upload function's dependencies on top of the shared ones; PostgreSQL jobs unless given."""
+    from vid2mp3.auth.users import PostgresUserRepository
     from vid2mp3.jobs.postgres import PostgresJobRepository
     from vid2mp3.jobs.service import JobsDeps, media_prober
+    from vid2mp3.quotas.postgres import PostgresRateLimiter, PostgresUsageStore
+    from vid2mp3.quotas.service import Quotas
+    from vid2mp3.webhooks.records import PostgresDeliveryLog
 
     deps = deps or bootstrap()
     settings = deps.settings
@@ -148,9 +183,12 @@ def bootstrap_upload(
         exporter = S3Exporter(settings.export_bucket, endpoint_url=settings.aws_endpoint_url,
                               public_endpoint_url=settings.export_public_endpoint_url,
                               url_ttl_s=settings.export_url_ttl_seconds)
-    built = JobsDeps(settings=settings, jobs=jobs or PostgresJobRepository(deps.db), store=deps.store,
-                     publisher=deps.publisher, logger=logger, probe=media_prober(settings, ffprobe),
-                     exporter=exporter)
+    built = JobsDeps(settings=settings,
+                     jobs=jobs or PostgresJobRepository(deps.db, retention_s=settings.retention_seconds),
+                     store=deps.store, publisher=deps.publisher, logger=logger, probe=media_prober(settings, ffprobe),
+                     exporter=exporter,
+                     quotas=Quotas(settings, PostgresUsageStore(deps.db), PostgresRateLimiter(deps.db)),
+                     webhooks=PostgresDeliveryLog(deps.db), sessions=PostgresUserRepository(deps.db))
     return built if clock is None else replace(built, clock=clock)
 
 
@@ -196,8 +234,10 @@ def bootstrap_convert(
 
     deps = deps or bootstrap(settings)
     settings = deps.settings
+    from vid2mp3.convert.metrics import EmfMetrics
+
     converter = Converter(
-        jobs=jobs or PostgresJobRepository(deps.db),
+        jobs=jobs or PostgresJobRepository(deps.db, retention_s=settings.retention_seconds),
         store=deps.store,
         publisher=deps.publisher,
         lock=lock or PostgresJobLock(settings.database_url),
@@ -206,6 +246,8 @@ def bootstrap_convert(
         work_root=work_root or Path(tempfile.gettempdir()),
         max_duration_s=float(settings.max_duration_seconds),
         delivery_limit=delivery_limit or DEFAULT_DELIVERY_LIMIT,
+        keep_source=settings.keep_source,
+        metrics=EmfMetrics(),
     )
     if logger is not None:
         converter.logger = logger
@@ -237,3 +279,30 @@ def bootstrap_notify(
         mailer=mailer or SmtpMailer.from_settings(settings),
         clock=clock or (lambda: datetime.now(UTC)),
     )
+
+
+# --- webhook function ------------------------------------------------------------------------------
+
+
+def bootstrap_webhook(settings: Settings | None = None, *, db: Postgres | None = None) -> WebhookDeps:
+    """The webhook function's dependencies: PostgreSQL (jobs, accounts, delivery records) and urllib3."""
+    import uuid
+
+    from vid2mp3.auth.users import PostgresUserRepository
+    from vid2mp3.jobs.postgres import PostgresJobRepository
+    from vid2mp3.webhooks.records import PostgresDeliveryLog
+    from vid2mp3.webhooks.service import WebhookDeps
+    from vid2mp3.webhooks.targets import parse_allowed_hosts
+    from vid2mp3.webhooks.transport import Urllib3Transport
+
+    settings = settings or load_settings()
+    db = db or Postgres(settings.database_url)
+    users = PostgresUserRepository(db)
+
+    def secret(owner_id: str) -> str | None:
+        user = users.get(uuid.UUID(owner_id))
+        return user.webhook_secret if user is not None else None
+
+    return WebhookDeps(jobs=PostgresJobRepository(db, retention_s=settings.retention_seconds), secrets=secret,
+                       log=PostgresDeliveryLog(db), transport=Urllib3Transport(),
+                       allowed=parse_allowed_hosts(settings.webhook_allowed_hosts))

@@ -101,8 +101,8 @@ class TooManyRequests(AppError):
     code = "too_many_requests"
     message = "Too many attempts; try again later."
 
-    def __init__(self, retry_after: int, message: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, retry_after: int, message: str | None = None, *, code: str | None = None) -> None:
+        super().__init__(message, code=code)
         self.retry_after = retry_after
 
 

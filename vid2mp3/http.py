@@ -25,6 +25,21 @@ STATUS_BY_ERROR: dict[type[errors.AppError], int] = {
 }
 
 JSON_HEADERS = {"Content-Type": "application/json"}
+# On every response of every function (vid2mp3.api.lambda_handler adds what a route did not set): no
+# content sniffing, and no caching unless a route says otherwise (the MP3's own revalidation rule).
+STANDARD_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
+
+
+def with_standard_headers(response: Any) -> Any:
+    """An API Gateway proxy response with STANDARD_HEADERS where it had no such header of its own."""
+    if not isinstance(response, dict):
+        return response
+    headers = dict(response.get("headers") or {})
+    present = {k.lower() for k in headers} | {k.lower() for k in (response.get("multiValueHeaders") or {})}
+    for name, value in STANDARD_HEADERS.items():
+        if name.lower() not in present:
+            headers[name] = value
+    return {**response, "headers": headers}
 
 
 def status_for(exc: errors.AppError) -> int:

@@ -59,6 +59,21 @@ class Settings(BaseModel):
     # The storage endpoint clients reach, when it is not the one the functions use (Docker Compose).
     export_public_endpoint_url: str | None = None
     max_duration_seconds: Annotated[int, Field(ge=1)] = 3 * 3600
+    # --- the public service (issue 13) ---------------------------------------------------------------
+    # Keep the uploaded video once its MP3 is committed (off: it is removed then).
+    keep_source: bool = False
+    # A finished job (done or failed), its MP3 and any export copy are removed this long after it finished.
+    retention_hours: Annotated[int, Field(ge=1, le=24 * 365)] = 72
+    # Per user: bytes stored (videos kept, MP3s, unfinished uploads at their full length), active jobs
+    # (queued + converting, and unfinished uploads, which become jobs), uploads started per hour.
+    quota_storage_bytes: Annotated[int, Field(ge=1)] = 10 * 1024 * MIB
+    quota_active_jobs: Annotated[int, Field(ge=1, le=10_000)] = 10
+    quota_uploads_per_hour: Annotated[int, Field(ge=1, le=100_000)] = 30
+    # Accounts created per source address (IPv6: per /64) and hour.
+    registrations_per_hour_per_ip: Annotated[int, Field(ge=1, le=100_000)] = 10
+    # Hosts or CIDRs webhooks may be sent to besides public addresses (local development, tests):
+    # comma-separated, such as "127.0.0.1/32,hooks.internal". Empty: public addresses only.
+    webhook_allowed_hosts: str = ""
     ffmpeg_path: str | None = None
     ffprobe_path: str | None = None
     aws_endpoint_url: str | None = None
@@ -104,6 +119,18 @@ class Settings(BaseModel):
                 if urlsplit(origin).path not in ("", "/"):
                     raise ValueError(f"{origin!r} is not an origin (scheme://host[:port], no path)")
         return v
+
+    @field_validator("webhook_allowed_hosts")
+    @classmethod
+    def _webhook_hosts(cls, v: str) -> str:
+        from vid2mp3.webhooks.targets import parse_allowed_hosts
+
+        parse_allowed_hosts(v)  # ValueError naming the entry
+        return v
+
+    @property
+    def retention_seconds(self) -> int:
+        return self.retention_hours * 3600
 
     @property
     def allowed_origins(self) -> tuple[str, ...]:

@@ -8,7 +8,7 @@ from typing import Any
 from chalice.app import Request, Response
 
 from vid2mp3.api import correlation_id, create_app, json_response, lambda_handler, route
-from vid2mp3.auth.identity import Identity, identity_from_authorizer
+from vid2mp3.auth.identity import Identity, check_session, identity_from_authorizer
 from vid2mp3.bootstrap import Deps, bootstrap, bootstrap_upload, bootstrap_uploads
 from vid2mp3.errors import InvalidInput
 from vid2mp3.health import check_health
@@ -56,7 +56,11 @@ def _request() -> Request:
 
 
 def _caller() -> Identity:
-    return identity_from_authorizer((_request().context or {}).get("authorizer"))
+    """The caller, whose token must still be good: the gateway may replay a cached Allow for a minute,
+    but a token revoked by a password change or the account's deletion is refused at once here."""
+    identity = identity_from_authorizer((_request().context or {}).get("authorizer"))
+    sessions = jobs().sessions
+    return identity if sessions is None else check_session(identity, sessions)
 
 
 def _event() -> dict[str, Any]:
@@ -103,7 +107,7 @@ def list_videos() -> Response:
 
 @route(app, "/videos/{id}", methods=["GET"])
 def get_video(id: str) -> Response:  # `id`: the path parameter's name
-    return json_response(service.get_video(jobs(), _caller(), id).to_api())
+    return json_response(service.show_video(jobs(), _caller(), id))
 
 
 @route(app, "/videos/{id}", methods=["DELETE"])

@@ -30,18 +30,32 @@ class Stack:
     endpoint: str = ""  # the emulator's AWS endpoint
     stack_name: str = ""
 
-    def invoke(self, logical_id: str, event: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Invoke one of the stack's functions through the emulator's Lambda API, as a schedule would."""
+    def client(self, service: str) -> Any:
         import boto3
 
         from infra.aws import CREDENTIALS, REGION
 
-        keys = {"aws_access_key_id": CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                "aws_secret_access_key": CREDENTIALS["AWS_SECRET_ACCESS_KEY"]}
-        cfn = boto3.client("cloudformation", endpoint_url=self.endpoint, region_name=REGION, **keys)
-        name = cfn.describe_stack_resource(StackName=self.stack_name, LogicalResourceId=logical_id)[
-            "StackResourceDetail"]["PhysicalResourceId"]
-        lam = boto3.client("lambda", endpoint_url=self.endpoint, region_name=REGION, **keys)
+        return boto3.client(service, endpoint_url=self.endpoint, region_name=REGION,
+                            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+
+    def function_name(self, logical_id: str) -> str:
+        return str(self.client("cloudformation").describe_stack_resource(
+            StackName=self.stack_name, LogicalResourceId=logical_id)["StackResourceDetail"]["PhysicalResourceId"])
+
+    def log_lines(self, logical_id: str) -> list[str]:
+        """What the function wrote to its CloudWatch log group (the emulator's), oldest first."""
+        logs = self.client("logs")
+        group = f"/aws/lambda/{self.function_name(logical_id)}"
+        lines: list[str] = []
+        for page in logs.get_paginator("filter_log_events").paginate(logGroupName=group):
+            lines += [e["message"] for e in page["events"]]
+        return lines
+
+    def invoke(self, logical_id: str, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Invoke one of the stack's functions through the emulator's Lambda API, as a schedule would."""
+        name = self.function_name(logical_id)
+        lam = self.client("lambda")
         reply = lam.invoke(FunctionName=name, Payload=json.dumps(event or {}).encode())
         result: dict[str, Any] = json.loads(reply["Payload"].read() or b"{}")
         assert "FunctionError" not in reply, result

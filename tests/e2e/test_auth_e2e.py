@@ -116,7 +116,9 @@ def test_wrong_password_and_unknown_email_get_the_same_401(api: Api, account: di
 def test_me_with_a_token(api: Api, account: dict[str, str], token: str) -> None:
     reply = api.me(token)
     assert reply.status == 200, reply.raw
-    assert reply.body == {"id": account["id"], "email": account["email"]}
+    assert {k: reply.body[k] for k in ("id", "email")} == {"id": account["id"], "email": account["email"]}
+    assert reply.body["webhook_secret"].startswith("whsec_") and set(reply.body["usage"]) >= {
+        "storage_bytes", "active_jobs", "uploads_per_hour"}
     again = api.me(token)  # answered from the gateway's authorizer cache, same result
     assert again.status == 200 and again.body == reply.body
 

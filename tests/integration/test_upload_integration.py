@@ -272,9 +272,12 @@ def test_a_finished_job_whose_event_was_never_confirmed_is_republished_once(env,
         assert not {done.id, failed.id} & set(service.redrive(env.deps, older_than_s=0).events)
         method, props, body = ch.basic_get(env.deps.completed_queue, auto_ack=True)
         assert method is not None and props.correlation_id == done.correlation_id
+        stored = jobs.get(done.id)
+        assert stored is not None and stored.expires_at is not None
         assert json.loads(body) == {"job_id": done.id, "email": env.user.email, "filename": "tone.wav",
                                     "mp3_size": 1234, "duration_s": 2.0, "bitrate": "192k",
-                                    "correlation_id": done.correlation_id}
+                                    "correlation_id": done.correlation_id,
+                                    "expires_at": stored.expires_at.isoformat()}
         method, _, body = ch.basic_get(env.deps.failed_queue, auto_ack=True)
         assert method is not None
         assert json.loads(body)["error"] == {"code": "undecodable", "message": "The file could not be decoded."}

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from chalice.test import Client
 
+from tests.support.worlds import World
 from vid2mp3.auth.passwords import Argon2PasswordHasher
 from vid2mp3.auth.throttle import InMemoryThrottleStore
 from vid2mp3.auth.users import InMemoryUserRepository
@@ -230,11 +231,28 @@ def proxy_event(path: str, method: str = "GET", authorizer: dict[str, Any] | Non
     }
 
 
-def test_me_reads_the_authorizer_context(auth_app: ModuleType, deps: AuthDeps) -> None:
-    context = {"principalId": "u-1", "user_id": "u-1", "email": "alice@example.com", "integrationLatency": 12}
-    response = auth_app.app(proxy_event("/auth/me", authorizer=context), None)
+def test_me_reads_the_account_named_by_the_authorizer_context(
+        auth_app: ModuleType, deps: AuthDeps, monkeypatch: pytest.MonkeyPatch) -> None:
+    world = World(deps.settings)
+    monkeypatch.setattr(auth_app, "account_deps", lambda: world.accounts(deps))
+    user = deps.users.add("alice@example.com", "x")
+    context = {"principalId": str(user.id), "user_id": str(user.id), "email": "alice@example.com",
+               "token_version": "0", "integrationLatency": 12}
+    response = auth_app.handler(proxy_event("/auth/me", authorizer=context), None)
     assert response["statusCode"] == 200
-    assert json.loads(response["body"]) == {"id": "u-1", "email": "alice@example.com"}
+    body = json.loads(response["body"])
+    assert (body["id"], body["email"]) == (str(user.id), "alice@example.com")
+    assert body["webhook_secret"].startswith("whsec_") and len(body["webhook_secret"]) == 70
+    assert body["usage"]["active_jobs"] == {"used": 0, "limit": 10}
+    assert body["usage"]["storage_bytes"]["limit"] == 10 * 1024**3
+    assert response["headers"]["Cache-Control"] == "no-store"
+    assert response["headers"]["X-Content-Type-Options"] == "nosniff"
+    # A token of an older version (the password changed since) is refused, as is one of a deleted account.
+    stale = auth_app.handler(proxy_event("/auth/me", authorizer={**context, "token_version": "1"}), None)
+    assert stale["statusCode"] == 401 and json.loads(stale["body"])["error"]["code"] == "token_revoked"
+    deps.users.delete(user.id)
+    gone = auth_app.handler(proxy_event("/auth/me", authorizer=context), None)
+    assert gone["statusCode"] == 401 and json.loads(gone["body"])["error"]["code"] == "account_deleted"
 
 
 def test_me_without_an_authorizer_context_is_401(

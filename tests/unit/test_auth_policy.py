@@ -88,7 +88,7 @@ def test_valid_token_is_allowed_on_every_route(authorizer: ModuleType, tokens: T
     token = tokens.issue(USER_ID, EMAIL).token
     result = authorizer.handler(event(f"Bearer {token}"), None)
     assert result["principalId"] == USER_ID
-    assert result["context"] == {"user_id": USER_ID, "email": EMAIL}
+    assert result["context"] == {"user_id": USER_ID, "email": EMAIL, "token_version": "0"}
     assert all(isinstance(v, str) for v in result["context"].values())
     (statement,) = result["policyDocument"]["Statement"]
     assert statement["Effect"] == "Allow" and statement["Action"] == "execute-api:Invoke"
@@ -200,7 +200,8 @@ def test_without_a_secret_it_fails_loudly_not_with_401(
 
 def test_authorize_function() -> None:
     tokens = TokenService(KEY)
-    result = policy.authorize(event(f"Bearer {tokens.issue(USER_ID, EMAIL).token}"), tokens=tokens)
-    assert result["context"] == {policy.CONTEXT_USER_ID: USER_ID, policy.CONTEXT_EMAIL: EMAIL}
+    result = policy.authorize(event(f"Bearer {tokens.issue(USER_ID, EMAIL, 3).token}"), tokens=tokens)
+    assert result["context"] == {policy.CONTEXT_USER_ID: USER_ID, policy.CONTEXT_EMAIL: EMAIL,
+                                 policy.CONTEXT_TOKEN_VERSION: "3"}
     with pytest.raises(Unauthorized):
         policy.authorize(event(None), tokens=tokens)

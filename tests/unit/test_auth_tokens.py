@@ -61,6 +61,7 @@ def test_issued_token_carries_the_required_claims() -> None:
     assert payload == {
         "sub": USER_ID,
         "email": EMAIL,
+        "ver": 0,
         "iat": 1_700_000_000,
         "exp": 1_700_000_900,
         "iss": ISSUER,

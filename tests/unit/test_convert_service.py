@@ -608,3 +608,74 @@ def test_a_timeout_spent_waiting_for_the_store_is_transient(world: World, monkey
     with pytest.raises(failures.Transient, match="store was too slow"):
         world.converter.handle(world.delivery(job))
     assert world.publisher.messages == [] and world.leftovers() == []
+
+
+# --- the public service (issue 13): the source goes, webhooks, metrics, a deleted account -------------
+
+
+def test_the_source_goes_once_the_mp3_is_committed_and_a_redelivery_does_not_need_it(world: World) -> None:
+    from vid2mp3.convert.metrics import RecordedMetrics
+
+    world.converter.metrics = metrics = RecordedMetrics()
+    job = world.add_job(media(2.0))
+    assert world.converter.handle(world.delivery(job)) is Outcome.DONE
+    assert world.store.stat(VIDEOS_BUCKET, job.video_id) is None
+    done = world.jobs.get(job.id)
+    assert done is not None and done.source_removed_at is not None and done.expires_at is not None
+    assert world.converter.handle(world.delivery(job, count=1)) is Outcome.SKIPPED
+    names = [name for name, _, _ in metrics.records]
+    assert names == ["ConversionsStarted", "ConversionSeconds", "BytesIn", "BytesOut", "ConversionsDone"]
+    assert dict((n, v) for n, v, _ in metrics.records)["BytesIn"] == job.size
+    [event] = world.events(CONVERSION_COMPLETED_QUEUE)
+    assert event["expires_at"] == done.expires_at.isoformat()  # the email says until when
+
+
+def test_keep_source_keeps_the_video(world: World) -> None:
+    world.converter.keep_source = True
+    job = world.add_job(media(2.0))
+    assert world.converter.handle(world.delivery(job)) is Outcome.DONE
+    assert world.store.stat(VIDEOS_BUCKET, job.video_id) is not None
+
+
+def test_a_committed_mp3_is_reused_when_the_source_is_already_gone(world: World) -> None:
+    job = world.add_job(media(3.0))
+    world.store.put(MP3S_BUCKET, mp3_object_id(job.id), io.BytesIO(b"ID3..."),
+                    filename="x.mp3", metadata={"job_id": job.id, "duration_s": 3.0, "bitrate": "192k"})
+    world.store.delete(VIDEOS_BUCKET, job.video_id)
+    assert world.converter.handle(world.delivery(job, count=1)) is Outcome.DONE
+
+
+def test_a_job_with_a_callback_url_goes_to_the_webhook_queue_too(world: World) -> None:
+    from dataclasses import replace
+
+    from vid2mp3.convert.metrics import RecordedMetrics
+    from vid2mp3.queue.topology import WEBHOOK_QUEUE
+
+    world.converter.metrics = metrics = RecordedMetrics()
+    good = world.add_job(media(2.0))
+    bad = world.add_job(media(2.0, audio=False))
+    for job in (good, bad):
+        row = world.jobs.rows[job.id]
+        row.job = replace(row.job, callback_url="https://hooks.example.com/x")
+        world.converter.handle(world.delivery(job))
+    assert [(m["job_id"], m["kind"]) for m in world.events(WEBHOOK_QUEUE)] == [(good.id, "completed"),
+                                                                               (bad.id, "failed")]
+    assert ("ConversionsFailed", 1, {"reason": "no_audio_stream"}) in metrics.records
+
+
+def test_a_conversion_of_an_account_deleted_meanwhile_writes_nothing_back(world: World) -> None:
+    job = world.add_job(media(2.0, steps=5, step_s=0.05))
+    original = world.jobs.set_progress
+    deleted: list[bool] = []
+
+    def delete_account_meanwhile(job_id: str, progress: int) -> None:
+        if not deleted:
+            deleted.append(bool(world.jobs.mark_owner_deleted(job.owner_id)))
+        original(job_id, progress)
+
+    world.jobs.set_progress = delete_account_meanwhile  # type: ignore[method-assign]
+    assert world.converter.handle(world.delivery(job)) is Outcome.SKIPPED
+    assert deleted == [True]
+    assert world.store.stat(MP3S_BUCKET, mp3_object_id(job.id)) is None
+    assert world.publisher.messages == []
+    assert world.jobs.rows[job.id].job.status == "converting" and world.jobs.get(job.id) is None

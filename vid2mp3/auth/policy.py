@@ -9,7 +9,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from vid2mp3.auth.identity import CONTEXT_EMAIL, CONTEXT_USER_ID
+from vid2mp3.auth.identity import CONTEXT_EMAIL, CONTEXT_TOKEN_VERSION, CONTEXT_USER_ID
 from vid2mp3.auth.tokens import TokenService
 from vid2mp3.errors import Unauthorized
 
@@ -62,5 +62,6 @@ def authorize(event: Mapping[str, Any], *, tokens: TokenService) -> dict[str, An
     """
     resource = api_wide_resource(str(event.get("methodArn", "")))
     claims = tokens.verify(bearer_token(event.get("authorizationToken")))
-    context = {CONTEXT_USER_ID: claims.user_id, CONTEXT_EMAIL: claims.email}
+    context = {CONTEXT_USER_ID: claims.user_id, CONTEXT_EMAIL: claims.email,
+               CONTEXT_TOKEN_VERSION: str(claims.token_version)}
     return allow_policy(claims.user_id, resource, context)

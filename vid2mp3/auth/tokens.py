@@ -40,6 +40,7 @@ class TokenClaims:
     email: str
     issued_at: int
     expires_at: int
+    token_version: int = 0  # the account's token version when it was issued (`ver`; 0 when absent)
 
 
 @dataclass(frozen=True)
@@ -99,11 +100,12 @@ class TokenService:
     def kid(self) -> str:
         return self._kid
 
-    def issue(self, user_id: str, email: str) -> IssuedToken:
+    def issue(self, user_id: str, email: str, version: int = 0) -> IssuedToken:
         now = int(self._clock())
         claims: dict[str, Any] = {
             "sub": user_id,
             "email": email,
+            "ver": version,
             "iat": now,
             "exp": now + self._ttl,
             "iss": self._issuer,
@@ -144,4 +146,7 @@ class TokenService:
             raise _invalid()
         if not (isinstance(iat, int) and isinstance(exp, int)) or exp - iat > self._ttl:
             raise _invalid()
-        return TokenClaims(user_id=sub, email=email, issued_at=iat, expires_at=exp)
+        ver = claims.get("ver", 0)
+        if not isinstance(ver, int) or isinstance(ver, bool) or ver < 0:
+            raise _invalid()
+        return TokenClaims(user_id=sub, email=email, issued_at=iat, expires_at=exp, token_version=ver)

@@ -98,15 +98,8 @@ def _describe(error: ErrorDetails) -> str:
 
 
 def _parse(model: type[_Registration] | type[_Login], body: dict[str, Any]) -> Credentials:
-    try:
-        parsed = model.model_validate(body)
-    except ValidationError as exc:
-        problems: dict[str, str] = {}
-        for error in exc.errors(include_input=False, include_url=False):
-            name = ".".join(str(part) for part in error["loc"]) or "body"
-            problems.setdefault(name, _describe(error))
-        message = "; ".join(f"{name}: {problem}" for name, problem in problems.items())
-        raise InvalidInput(f"{message}.", code="invalid_input") from None
+    parsed = _validated(model, body)
+    assert isinstance(parsed, _Registration | _Login)
     return Credentials(email=parsed.email, password=parsed.password)
 
 
@@ -116,3 +109,42 @@ def parse_registration(body: dict[str, Any]) -> Credentials:
 
 def parse_login(body: dict[str, Any]) -> Credentials:
     return _parse(_Login, body)
+
+
+class _PasswordChange(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", hide_input_in_errors=True)
+
+    current_password: str = Field(min_length=1, max_length=PASSWORD_MAX)
+    new_password: str = Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX)
+
+
+class _PasswordConfirmation(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", hide_input_in_errors=True)
+
+    password: str = Field(min_length=1, max_length=PASSWORD_MAX)
+
+
+def _validated(model: type[BaseModel], body: dict[str, Any]) -> BaseModel:
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        problems: dict[str, str] = {}
+        for error in exc.errors(include_input=False, include_url=False):
+            name = ".".join(str(part) for part in error["loc"]) or "body"
+            problems.setdefault(name, _describe(error))
+        message = "; ".join(f"{name}: {problem}" for name, problem in problems.items())
+        raise InvalidInput(f"{message}.", code="invalid_input") from None
+
+
+def parse_password_change(body: dict[str, Any]) -> tuple[str, str]:
+    """(current, new) of POST /auth/password."""
+    parsed = _validated(_PasswordChange, body)
+    assert isinstance(parsed, _PasswordChange)
+    return parsed.current_password, parsed.new_password
+
+
+def parse_password_confirmation(body: dict[str, Any]) -> str:
+    """The password that confirms DELETE /auth/me."""
+    parsed = _validated(_PasswordConfirmation, body)
+    assert isinstance(parsed, _PasswordConfirmation)
+    return parsed.password

@@ -36,7 +36,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -45,18 +45,24 @@ from vid2mp3.convert import failures
 from vid2mp3.convert.events import ConversionRequest, Delivery, InvalidMessage, parse_request
 from vid2mp3.convert.failures import Transient
 from vid2mp3.convert.lock import JobLock
+from vid2mp3.convert.metrics import ConversionMetrics, NoMetrics
 from vid2mp3.convert.plan import Plan, kbps_label, plan_conversion
 from vid2mp3.convert.runner import ProgressReporter, RunResult, run_ffmpeg
 from vid2mp3.convert.source import InputChoice, InputMode, Prefetch, ReadAhead, StreamedInput, choose_input
 from vid2mp3.convert.verify import Mp3Facts, check_output, classify_run, measure_mp3
 from vid2mp3.convert.workspace import job_workspace
 from vid2mp3.errors import AppError, DependencyUnavailable, PermanentFailure
-from vid2mp3.jobs import Job, JobRepository, Mp3Info, completed_event, failed_event
+from vid2mp3.jobs import FinishedQueues, Job, JobRepository, Mp3Info, finished_messages
 from vid2mp3.media.probe import MediaInfo, probe, summary_track
 from vid2mp3.media.tracks import TrackChoice, parse_track_choice
 from vid2mp3.objectstore import MP3S_BUCKET, VIDEOS_BUCKET, ObjectStore
 from vid2mp3.queue import Publisher
-from vid2mp3.queue.topology import CONVERSION_COMPLETED_QUEUE, CONVERSION_FAILED_QUEUE, DEFAULT_DELIVERY_LIMIT
+from vid2mp3.queue.topology import (
+    CONVERSION_COMPLETED_QUEUE,
+    CONVERSION_FAILED_QUEUE,
+    DEFAULT_DELIVERY_LIMIT,
+    WEBHOOK_QUEUE,
+)
 
 # Time limits. A conversion may take TIMEOUT_BASE_S plus its duration / MIN_SPEED_X: slower than that
 # the file is refused (conversion_timeout). Bare ffmpeg runs at 80-180x realtime on two cores; 15x
@@ -106,6 +112,10 @@ class Converter:
     delivery_limit: int = DEFAULT_DELIVERY_LIMIT
     completed_queue: str = CONVERSION_COMPLETED_QUEUE
     failed_queue: str = CONVERSION_FAILED_QUEUE
+    webhook_queue: str = WEBHOOK_QUEUE
+    # KEEP_SOURCE: keep the video once its MP3 is committed (off: removed then).
+    keep_source: bool = False
+    metrics: ConversionMetrics = field(default_factory=NoMetrics)
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     progress_interval_s: float = 1.0
@@ -153,8 +163,13 @@ class Converter:
                 self.logger.info("job skipped: already finished, deleted or unknown",
                                  extra={"job_id": request.job_id})
                 return Outcome.SKIPPED
+            started = self.clock()
+            self.metrics.started()
             try:
-                mp3 = self._committed_mp3(job) or self._produce(job, deadline)
+                mp3 = self._committed_mp3(job)
+                if mp3 is None:
+                    mp3 = self._produce(job, deadline)
+                    self.metrics.converted(self.clock() - started, bytes_in=job.size, bytes_out=mp3.size)
             except PermanentFailure as failure:
                 self.logger.info("conversion failed", extra={"job_id": job.id, "code": failure.code,
                                                              "reason": failure.message})
@@ -319,7 +334,9 @@ class Converter:
         if self.jobs.mark_done(job.id, mp3):
             self.logger.info("job done", extra={"job_id": job.id, "mp3_size": mp3.size,
                                                 "duration_s": round(mp3.duration_s, 3)})
-            self._publish(self.completed_queue, completed_event(job, mp3), job)
+            self.metrics.done()
+            self._remove_source(job)
+            self._publish_finished(self.jobs.get(job.id) or replace(job, status="done", mp3=mp3))
             return Outcome.DONE
         current = self.jobs.get(job.id)
         if current is None or current.status != "done":  # deleted (or failed) meanwhile: no MP3 may stay
@@ -330,10 +347,24 @@ class Converter:
 
     # --- failing -------------------------------------------------------------------------------------
 
+    def _remove_source(self, job: Job) -> None:
+        """The MP3 is committed: the video goes, unless KEEP_SOURCE. A redelivery of this job finds it done
+        and never reads the video again; should this fail, the job's expiry removes the video."""
+        if self.keep_source:
+            return
+        try:
+            self.store.delete(VIDEOS_BUCKET, job.video_id)
+            self.jobs.mark_source_removed(job.id)
+        except Exception as exc:  # best effort: the MP3 is there and the job done
+            self.logger.warning("source video not removed; it goes when the job expires",
+                                extra={"job_id": job.id, "error": _describe(exc)})
+
     def _fail(self, job: Job, code: str, message: str) -> bool:
         if not self.jobs.mark_failed(job.id, code, message):
             return False
-        self._publish(self.failed_queue, failed_event(job, code, message), job)
+        self.metrics.failed(code)
+        self._publish_finished(self.jobs.get(job.id) or replace(job, status="failed", error_code=code,
+                                                                 error_message=message))
         return True
 
     def _exhaust(self, job_id: str) -> Outcome:
@@ -357,23 +388,31 @@ class Converter:
         with self.lock.hold(request.job_id, self._lock_wait(deadline)):
             return self._exhaust(request.job_id)
 
+    def _publish_finished(self, job: Job) -> bool:
+        """Publish what goes out for the finished job (its webhook's message, then the event notify reads)
+        with confirms, retrying briefly. The state change that gates them is already committed, so a
+        redelivery would not publish them again: a failure here is logged, not raised."""
+        queues = FinishedQueues(self.completed_queue, self.failed_queue, self.webhook_queue)
+        for queue, body in finished_messages(job, queues):
+            if not self._publish(queue, body, job):
+                # The job's event stays unconfirmed in the jobs table: the scheduled re-drive publishes
+                # all of it again (vid2mp3.jobs.service.redrive); the receivers' records dedupe.
+                return False
+        with contextlib.suppress(DependencyUnavailable):
+            self.jobs.mark_event_published(job.id)
+        return True
+
     def _publish(self, queue: str, body: Mapping[str, Any], job: Job) -> bool:
-        """Publish with confirms, retrying briefly. The state change that gates the event is already
-        committed, so a redelivery would not publish it again: a failure here is logged, not raised."""
         for attempt in range(1, PUBLISH_ATTEMPTS + 1):
             try:
                 self.publisher.publish(queue, body, correlation_id=job.correlation_id)
             except DependencyUnavailable as exc:
                 if attempt == PUBLISH_ATTEMPTS:
-                    # The job's event stays unconfirmed in the jobs table: the scheduled re-drive
-                    # publishes it (vid2mp3.jobs.service.redrive).
                     self.logger.error("event not published; the re-drive will", extra={
                         "job_id": job.id, "queue": queue, "error": _describe(exc)})
                     return False
                 self.sleep(float(attempt))
             else:
-                with contextlib.suppress(DependencyUnavailable):  # unmarked: the re-drive sends it again,
-                    self.jobs.mark_event_published(job.id)        # and notify's sent record dedupes it
                 return True
         return False
 

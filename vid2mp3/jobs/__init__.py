@@ -39,6 +39,12 @@ class Job:
     mp3: Mp3Info | None = None
     published_at: datetime | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # When the finished job, its files and its row go (RETENTION_HOURS after it finished).
+    expires_at: datetime | None = None
+    # Where its outcome is POSTed (signed webhook), as the client gave it.
+    callback_url: str | None = None
+    # When convert removed the video after committing the MP3 (KEEP_SOURCE off).
+    source_removed_at: datetime | None = None
 
     def to_api(self) -> dict[str, Any]:
         """The job as GET /videos/{id} shows it."""
@@ -63,6 +69,10 @@ class Job:
         if self.status == "done" and self.mp3 is not None:
             body["mp3"] = {"size": self.mp3.size, "duration_s": round(self.mp3.duration_s, 3),
                            "bitrate": self.mp3.bitrate}
+        if self.expires_at is not None:
+            body["expires_at"] = self.expires_at.isoformat()
+        if self.callback_url:
+            body["callback_url"] = self.callback_url
         return body
 
 
@@ -120,6 +130,19 @@ class JobRepository(Protocol):
         """Jobs marked deleted more than `older_than_s` ago whose row is still there (an interrupted
         DELETE); the re-drive removes their objects and then the row."""
 
+    # --- the public service (issue 13, migration 0008) ---------------------------------------------
+
+    def expire(self, now: datetime, limit: int = 100) -> list[Job]:
+        """Mark deleted (hidden, every transition refused) up to `limit` live jobs whose `expires_at` is at
+        or before `now`, oldest first, and return them: the caller removes their files, then the rows.
+        A job that expires later than `now`, even by a second, is left alone."""
+
+    def mark_source_removed(self, job_id: str) -> None:
+        """Convert removed the job's video (its MP3 is committed)."""
+
+    def mark_owner_deleted(self, owner_id: str) -> list[Job]:
+        """Mark every job of the owner deleted (the account goes); returns them."""
+
 
 def conversion_message(job: Job) -> dict[str, Any]:
     """The message on video_conversion_queue (the design brief, "Events")."""
@@ -135,7 +158,7 @@ def conversion_message(job: Job) -> dict[str, Any]:
 
 
 def completed_event(job: Job, mp3: Mp3Info) -> dict[str, Any]:
-    return {
+    event = {
         "job_id": job.id,
         "email": job.owner_email,
         "filename": job.filename,
@@ -144,6 +167,9 @@ def completed_event(job: Job, mp3: Mp3Info) -> dict[str, Any]:
         "bitrate": mp3.bitrate,
         "correlation_id": job.correlation_id,
     }
+    if job.expires_at is not None:  # until when the download link works (the email says it)
+        event["expires_at"] = job.expires_at.isoformat()
+    return event
 
 
 def failed_event(job: Job, code: str, message: str) -> dict[str, Any]:
@@ -154,3 +180,29 @@ def failed_event(job: Job, code: str, message: str) -> dict[str, Any]:
         "error": {"code": code, "message": message},
         "correlation_id": job.correlation_id,
     }
+
+
+def webhook_message(job: Job, kind: str) -> dict[str, Any]:
+    """The message on webhook_queue: which job's outcome to POST to its callback URL (vid2mp3.webhooks)."""
+    return {"job_id": job.id, "kind": kind, "correlation_id": job.correlation_id}
+
+
+@dataclass(frozen=True)
+class FinishedQueues:
+    completed: str
+    failed: str
+    webhook: str
+
+
+def finished_messages(job: Job, queues: FinishedQueues) -> list[tuple[str, dict[str, Any]]]:
+    """What goes out when `job` finished (as stored: done with its MP3, or failed): the webhook's message
+    when it has a callback URL, then conversion_completed / conversion_failed (notify's email). Every
+    publisher of a finished job uses this: convert, the upload (a file refused once stored), the re-drive.
+    """
+    if job.status == "done" and job.mp3 is not None:
+        kind, queue, event = "completed", queues.completed, completed_event(job, job.mp3)
+    else:
+        kind, queue = "failed", queues.failed
+        event = failed_event(job, job.error_code or "failed", job.error_message or "")
+    messages = [(queues.webhook, webhook_message(job, kind))] if job.callback_url else []
+    return [*messages, (queue, event)]

@@ -36,6 +36,7 @@ class InMemoryJobRepository:
 
     clock: Callable[[], datetime] = _utcnow
     available: bool = True
+    retention_s: float = 72 * 3600.0
     rows: dict[str, _Row] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
@@ -43,9 +44,13 @@ class InMemoryJobRepository:
         if not self.available:
             raise DependencyUnavailable("The database is unavailable.")
 
+    def _is_live(self, row: _Row) -> bool:
+        """Neither deleted nor expired."""
+        return row.deleted_at is None and (row.job.expires_at is None or row.job.expires_at > self.clock())
+
     def _live(self, job_id: str) -> _Row | None:
         row = self.rows.get(_key(job_id))
-        return row if row is not None and row.deleted_at is None else None
+        return row if row is not None and self._is_live(row) else None
 
     def create(self, job: Job) -> None:
         with self._lock:
@@ -69,7 +74,7 @@ class InMemoryJobRepository:
             self._check()
             mine = [
                 r.job for r in self.rows.values()
-                if r.deleted_at is None and _key(r.job.owner_id) == _key(owner_id)
+                if self._is_live(r) and _key(r.job.owner_id) == _key(owner_id)
             ]
             mine.sort(key=lambda j: (j.created_at, _key(j.id)), reverse=True)
             if after is not None:
@@ -136,13 +141,16 @@ class InMemoryJobRepository:
             if row is not None and row.job.status == "converting":
                 row.job = replace(row.job, progress=max(0, min(100, int(progress))), updated_at=self.clock())
 
+    def _expiry(self) -> datetime:
+        return self.clock() + timedelta(seconds=self.retention_s)
+
     def mark_done(self, job_id: str, mp3: Mp3Info) -> bool:
         return self._from_open(job_id, finishes=True, status="done", progress=100, mp3=mp3, error_code=None,
-                               error_message=None) is not None
+                               error_message=None, expires_at=self._expiry()) is not None
 
     def mark_failed(self, job_id: str, code: str, message: str) -> bool:
         return self._from_open(job_id, finishes=True, status="failed", error_code=code,
-                               error_message=message) is not None
+                               error_message=message, expires_at=self._expiry()) is not None
 
     def mark_event_published(self, job_id: str) -> None:
         with self._lock:
@@ -192,6 +200,30 @@ class InMemoryJobRepository:
             found = [r for r in self.rows.values() if r.deleted_at is not None and r.deleted_at < cutoff]
             found.sort(key=lambda r: r.deleted_at or cutoff)
             return [r.job for r in found[:limit]]
+
+    def expire(self, now: datetime, limit: int = 100) -> list[Job]:
+        with self._lock:
+            self._check()
+            due = sorted((r for r in self.rows.values() if r.deleted_at is None and r.job.expires_at is not None
+                          and r.job.expires_at <= now), key=lambda r: r.job.expires_at or now)[:limit]
+            for r in due:
+                r.deleted_at = self.clock()
+            return [r.job for r in due]
+
+    def mark_source_removed(self, job_id: str) -> None:
+        with self._lock:
+            self._check()
+            row = self.rows.get(_key(job_id))
+            if row is not None and row.job.source_removed_at is None:
+                row.job = replace(row.job, source_removed_at=self.clock())
+
+    def mark_owner_deleted(self, owner_id: str) -> list[Job]:
+        with self._lock:
+            self._check()
+            mine = [r for r in self.rows.values() if _key(r.job.owner_id) == _key(owner_id)]
+            for r in mine:
+                r.deleted_at = r.deleted_at or self.clock()
+            return [r.job for r in mine]
 
 
 def _key(value: str) -> str:

@@ -24,10 +24,11 @@ from vid2mp3.jobs import Job, Mp3Info, Status
 _COLUMNS = (
     "id, owner_id, owner_email, filename, content_type, size, sha256, video_id, bitrate, correlation_id, "
     "created_at, updated_at, status, progress, duration_s, error_code, error_message, mp3_id, mp3_size, "
-    "mp3_duration_s, mp3_bitrate, published_at, extra"
+    "mp3_duration_s, mp3_bitrate, published_at, extra, expires_at, callback_url, source_removed_at"
 )
 _PLACEHOLDERS = ", ".join(["%s"] * len(_COLUMNS.split(",")))
-_LIVE = "deleted_at IS NULL"
+# Neither deleted nor expired: an expired job is gone for its owner at once, before the sweep removes it.
+_LIVE = "deleted_at IS NULL AND (expires_at IS NULL OR expires_at > now())"
 _OPEN = "status IN ('queued', 'converting')"
 
 __all__ = ["PostgresJobRepository", "parse_uuid"]
@@ -72,12 +73,17 @@ def _job(row: dict[str, Any]) -> Job:
         mp3=mp3,
         published_at=row["published_at"],
         extra=dict(row["extra"] or {}),
+        expires_at=row["expires_at"],
+        callback_url=row["callback_url"],
+        source_removed_at=row["source_removed_at"],
     )
 
 
 class PostgresJobRepository:
-    def __init__(self, db: Postgres) -> None:
+    def __init__(self, db: Postgres, *, retention_s: float = 72 * 3600.0) -> None:
         self._db = db
+        # A finished job expires this long after it finished (RETENTION_HOURS).
+        self._retention_s = float(retention_s)
 
     def _one(self, sql: str, params: tuple[Any, ...]) -> dict[str, Any] | None:
         with self._db.transaction() as conn:
@@ -105,7 +111,7 @@ class PostgresJobRepository:
                 job.progress, job.duration_s, job.error_code, job.error_message,
                 mp3.object_id if mp3 else None, mp3.size if mp3 else None,
                 mp3.duration_s if mp3 else None, mp3.bitrate if mp3 else None,
-                job.published_at, Jsonb(job.extra),
+                job.published_at, Jsonb(job.extra), job.expires_at, job.callback_url, job.source_removed_at,
             ),
         )
         if row is None:
@@ -223,13 +229,15 @@ class PostgresJobRepository:
         return self._from_open(
             job_id,
             "status = 'done', progress = 100, mp3_id = %s, mp3_size = %s, mp3_duration_s = %s, "
-            "mp3_bitrate = %s, error_code = NULL, error_message = NULL, finished_at = now()",
-            (mp3.object_id, mp3.size, mp3.duration_s, mp3.bitrate),
+            "mp3_bitrate = %s, error_code = NULL, error_message = NULL, finished_at = now(), "
+            "expires_at = now() + make_interval(secs => %s)",
+            (mp3.object_id, mp3.size, mp3.duration_s, mp3.bitrate, self._retention_s),
         ) is not None
 
     def mark_failed(self, job_id: str, code: str, message: str) -> bool:
         return self._from_open(
-            job_id, "status = 'failed', error_code = %s, error_message = %s, finished_at = now()", (code, message)
+            job_id, "status = 'failed', error_code = %s, error_message = %s, finished_at = now(), "
+            "expires_at = now() + make_interval(secs => %s)", (code, message, self._retention_s)
         ) is not None
 
     # --- the event outbox ---------------------------------------------------------------------------
@@ -262,8 +270,10 @@ class PostgresJobRepository:
         jid, owner = parse_uuid(job_id), parse_uuid(owner_id)
         if jid is None or owner is None:
             return None
+        # Its webhook deliveries go with it (they name its callback URL).
         row = self._one(
-            f"DELETE FROM jobs WHERE id = %s AND owner_id = %s RETURNING {_COLUMNS}",  # noqa: S608
+            f"WITH gone AS (DELETE FROM jobs WHERE id = %s AND owner_id = %s RETURNING {_COLUMNS}), "  # noqa: S608
+            "hooks AS (DELETE FROM webhook_deliveries WHERE job_id IN (SELECT id FROM gone)) SELECT * FROM gone",
             (jid, owner),
         )
         return _job(row) if row is not None else None
@@ -273,5 +283,33 @@ class PostgresJobRepository:
             f"SELECT {_COLUMNS} FROM jobs WHERE deleted_at IS NOT NULL "  # noqa: S608
             "AND deleted_at < now() - make_interval(secs => %s) ORDER BY deleted_at LIMIT %s",
             (float(older_than_s), limit),
+        )
+        return [_job(r) for r in rows]
+
+    # --- retention and accounts (migration 0008) ----------------------------------------------------
+
+    def expire(self, now: datetime, limit: int = 100) -> list[Job]:
+        rows = self._all(
+            "UPDATE jobs SET deleted_at = now() WHERE id IN (SELECT id FROM jobs WHERE deleted_at IS NULL "  # noqa: S608
+            "AND expires_at <= %s ORDER BY expires_at LIMIT %s FOR UPDATE SKIP LOCKED) "
+            f"RETURNING {_COLUMNS}",
+            (now, limit),
+        )
+        return [_job(r) for r in rows]
+
+    def mark_source_removed(self, job_id: str) -> None:
+        jid = parse_uuid(job_id)
+        if jid is not None:
+            self._one("UPDATE jobs SET source_removed_at = coalesce(source_removed_at, now()) WHERE id = %s "
+                      "RETURNING id", (jid,))
+
+    def mark_owner_deleted(self, owner_id: str) -> list[Job]:
+        owner = parse_uuid(owner_id)
+        if owner is None:
+            return []
+        rows = self._all(
+            "UPDATE jobs SET deleted_at = coalesce(deleted_at, now()), updated_at = now() "  # noqa: S608
+            f"WHERE owner_id = %s RETURNING {_COLUMNS}",
+            (owner,),
         )
         return [_job(r) for r in rows]

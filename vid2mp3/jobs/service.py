@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -25,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from vid2mp3.auth.identity import Identity
+from vid2mp3.auth.identity import Identity, TokenVersions
 from vid2mp3.errors import (
     AppError,
     DependencyUnavailable,
@@ -34,7 +35,7 @@ from vid2mp3.errors import (
     PayloadTooLarge,
 )
 from vid2mp3.exports import Exporter, export_key
-from vid2mp3.jobs import Job, JobRepository, completed_event, conversion_message, failed_event
+from vid2mp3.jobs import FinishedQueues, Job, JobRepository, conversion_message, finished_messages
 from vid2mp3.limits import DELETE_BUDGET_S
 from vid2mp3.media.binaries import find_ffprobe
 from vid2mp3.media.probe import MediaInfo, probe
@@ -42,11 +43,20 @@ from vid2mp3.media.tracks import TrackChoice, parse_track_choice
 from vid2mp3.multipart import spooled_upload
 from vid2mp3.objectstore import MP3S_BUCKET, VIDEOS_BUCKET, ObjectStore
 from vid2mp3.queue import Publisher
-from vid2mp3.queue.topology import CONVERSION_COMPLETED_QUEUE, CONVERSION_FAILED_QUEUE, VIDEO_CONVERSION_QUEUE
+from vid2mp3.queue.topology import (
+    CONVERSION_COMPLETED_QUEUE,
+    CONVERSION_FAILED_QUEUE,
+    VIDEO_CONVERSION_QUEUE,
+    WEBHOOK_QUEUE,
+)
+from vid2mp3.quotas.service import Quotas, check_upload
 from vid2mp3.settings import BITRATES, Settings
+from vid2mp3.webhooks.targets import ForbiddenTarget, Resolver, check_callback_url, parse_allowed_hosts, system_resolver
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Logger
+
+    from vid2mp3.webhooks.records import DeliveryLog
 
 
 __all__ = [
@@ -130,6 +140,20 @@ class JobsDeps:
     queue: str = VIDEO_CONVERSION_QUEUE  # where conversion messages go (tests use a private one)
     completed_queue: str = CONVERSION_COMPLETED_QUEUE  # where the re-drive republishes finished-job events
     failed_queue: str = CONVERSION_FAILED_QUEUE
+    webhook_queue: str = WEBHOOK_QUEUE
+    # The account's quotas (vid2mp3.quotas); None: not applied (unit tests of other rules).
+    quotas: Quotas | None = None
+    # The webhook delivery records a job shows (GET /videos/{id}); None: none shown.
+    webhooks: DeliveryLog | None = None
+    # How callback URLs' hosts are resolved for the SSRF check (tests hand in their own).
+    resolver: Resolver = system_resolver
+    # The accounts' token versions: a request whose token was revoked (password changed, account
+    # deleted) is refused at once (vid2mp3.auth.identity.check_session). None: not checked (unit tests).
+    sessions: TokenVersions | None = None
+
+    @property
+    def finished_queues(self) -> FinishedQueues:
+        return FinishedQueues(self.completed_queue, self.failed_queue, self.webhook_queue)
 
 
 # The probe's time limit in a request: well inside API Gateway's 29 s.
@@ -173,14 +197,17 @@ def upload_video(
     max_bytes = d.settings.max_upload_bytes
     if body_length is not None and body_length > max_bytes + BODY_OVERHEAD:
         raise PayloadTooLarge(f"The upload is larger than the limit of {max_bytes} bytes.")
-    with spooled_upload(body, content_type, max_bytes=max_bytes, fields=("bitrate", "audio_track")) as form:
+    with spooled_upload(body, content_type, max_bytes=max_bytes,
+                        fields=("bitrate", "audio_track", "callback_url")) as form:
         upload = form.file
         if upload is None:
             raise InvalidInput("Send the video as a file in the multipart field `file`.", code="file_missing")
         bitrate = parse_bitrate(form.fields.get("bitrate"))
         track = parse_track_choice(form.fields.get("audio_track"))
+        callback_url = parse_callback(d, form.fields.get("callback_url"))
         if upload.size == 0:
             raise InvalidInput("The file is empty.", code="empty_file")
+        admit_upload(d, caller, upload.size)
         media = d.probe(upload.path, track)
         job_id, video_id, now = d.new_id(), d.new_id(), d.clock()
         filename = upload.filename or "video"
@@ -198,9 +225,26 @@ def upload_video(
         id=job_id, owner_id=caller.user_id, owner_email=caller.email, filename=filename,
         content_type=content, size=upload.size, sha256=upload.sha256, video_id=video_id, bitrate=bitrate,
         correlation_id=correlation_id, created_at=now, updated_at=now, duration_s=media.audio_duration_s,
-        extra={"media": media.summary()},
+        extra={"media": media.summary()}, callback_url=callback_url,
     )
     return register_job(d, job)
+
+
+def admit_upload(d: JobsDeps, caller: Identity, size: int) -> None:
+    """Refuse an upload of `size` bytes over one of the caller's quotas (vid2mp3.quotas.service)."""
+    if d.quotas is not None:
+        check_upload(d.quotas, caller.user_id, size)
+
+
+def parse_callback(d: JobsDeps, value: str | None) -> str | None:
+    """A job's `callback_url` (a multipart field, a tus metadata key), checked as a delivery will check it;
+    None when not given."""
+    if value is None or not value.strip():
+        return None
+    try:
+        return check_callback_url(value, parse_allowed_hosts(d.settings.webhook_allowed_hosts), d.resolver)
+    except ForbiddenTarget as exc:
+        raise InvalidInput(str(exc), code="invalid_callback_url") from None
 
 
 def register_job(d: JobsDeps, job: Job, *, keep_video_on_error: bool = False) -> Job:
@@ -225,10 +269,11 @@ def refuse_job(d: JobsDeps, job: Job, refusal: AppError) -> Job:
     and the video stays with the job until the job is deleted, like any failed job's."""
     d.jobs.create(job)
     if d.jobs.mark_failed(job.id, refusal.code, refusal.message):
-        failed = replace(job, status="failed", error_code=refusal.code, error_message=refusal.message)
+        failed = d.jobs.get(job.id) or replace(job, status="failed", error_code=refusal.code,
+                                                error_message=refusal.message)
         try:
-            d.publisher.publish(d.failed_queue, failed_event(failed, refusal.code, refusal.message),
-                                correlation_id=job.correlation_id)
+            for queue, message in finished_messages(failed, d.finished_queues):
+                d.publisher.publish(queue, message, correlation_id=job.correlation_id)
             d.jobs.mark_event_published(job.id)
         except DependencyUnavailable:
             d.logger.warning("failure event not confirmed; the re-drive will publish it", extra={"job_id": job.id})
@@ -338,11 +383,23 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 def get_video(d: JobsDeps, caller: Identity, job_id: str) -> Job:
-    """The caller's job; NotFound for someone else's, an unknown or a malformed id alike."""
+    """The caller's job; NotFound for someone else's, an unknown, an expired or a malformed id alike."""
     job = d.jobs.get(job_id, caller.user_id)
     if job is None:
         raise NotFound("No such video.")
     return job
+
+
+def show_video(d: JobsDeps, caller: Identity, job_id: str) -> dict[str, Any]:
+    """GET /videos/{id}: the job, with its webhook deliveries when it has a callback URL."""
+    from vid2mp3.webhooks.service import deliveries_for_api
+
+    job = get_video(d, caller, job_id)
+    body = job.to_api()
+    hooks = deliveries_for_api(d.webhooks, job)
+    if hooks is not None:
+        body["webhook"] = dict(hooks)
+    return body
 
 
 # --- DELETE /videos/{id} --------------------------------------------------------------------------
@@ -391,13 +448,6 @@ class RedriveResult:
                 "purged": len(self.purged), "events": len(self.events)}
 
 
-def _finished_event(d: JobsDeps, job: Job) -> tuple[str, dict[str, Any]]:
-    """The completion or failure event of a finished job, as convert publishes it."""
-    if job.status == "done" and job.mp3 is not None:
-        return d.completed_queue, completed_event(job, job.mp3)
-    return d.failed_queue, failed_event(job, job.error_code or "failed", job.error_message or "")
-
-
 def redrive(
     d: JobsDeps,
     *,
@@ -424,9 +474,9 @@ def redrive(
         d.logger.info("re-drive: conversion message published", extra={"job_id": job.id,
                                                                         "correlation_id": job.correlation_id})
     for job in d.jobs.claim_unpublished_events(older_than_s, limit):
-        queue, event = _finished_event(d, job)
         try:
-            d.publisher.publish(queue, event, correlation_id=job.correlation_id)
+            for queue, event in finished_messages(job, d.finished_queues):
+                d.publisher.publish(queue, event, correlation_id=job.correlation_id)
         except DependencyUnavailable:
             result.unconfirmed.append(job.id)
             d.logger.warning("re-drive: broker did not confirm", extra={"job_id": job.id})
@@ -440,3 +490,44 @@ def redrive(
         d.jobs.delete(job.id, job.owner_id)
         result.purged.append(job.id)
     return result
+
+
+# --- retention (scheduled) ------------------------------------------------------------------------
+
+EXPIRY_BATCH = 100
+EXPIRY_BUDGET_S = 20.0  # of the scheduled function's 60 s; the rest waits for the next run
+
+
+def expire_jobs(d: JobsDeps, *, batch: int = EXPIRY_BATCH, budget_s: float = EXPIRY_BUDGET_S,
+                monotonic: Callable[[], float] = time.monotonic) -> list[str]:
+    """Remove jobs whose `expires_at` has come (files, export copy, row), `batch` at a time, for at most
+    `budget_s`. Each batch is first marked deleted (hidden, no transition possible), so a run that dies
+    halfway leaves tombstones that the re-drive purges. Returns the ids removed."""
+    removed: list[str] = []
+    deadline = monotonic() + budget_s
+    while monotonic() < deadline:
+        jobs = d.jobs.expire(d.clock(), batch)
+        for job in jobs:
+            _remove_objects(d, job)
+            d.jobs.delete(job.id, job.owner_id)
+            removed.append(job.id)
+        if jobs:
+            d.logger.info("expired jobs removed", extra={"count": len(jobs)})
+        if len(jobs) < batch:
+            break
+    return removed
+
+
+def remove_jobs(d: JobsDeps, jobs: list[Job], *, budget_s: float = EXPIRY_BUDGET_S,
+                monotonic: Callable[[], float] = time.monotonic) -> int:
+    """Remove the files and rows of jobs already marked deleted (an account that goes), for at most
+    `budget_s`; the re-drive purges whatever is left then like any tombstone. Returns how many went now."""
+    deadline = monotonic() + budget_s
+    done = 0
+    for job in jobs:
+        if monotonic() > deadline:
+            break
+        _remove_objects(d, job)
+        d.jobs.delete(job.id, job.owner_id)
+        done += 1
+    return done

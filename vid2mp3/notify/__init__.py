@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import ClassVar, Literal
 
 Kind = Literal["completed", "failed"]
@@ -29,6 +30,7 @@ class Completed:
     duration_s: float
     bitrate: str | None = None
     correlation_id: str | None = None
+    expires_at: datetime | None = None  # when the MP3 is deleted: the link works until then
 
     kind: ClassVar[Kind] = "completed"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import html
 import unicodedata
-from datetime import datetime
+from datetime import UTC, datetime
 from email import policy
 from email.errors import HeaderParseError
 from email.headerregistry import Address
@@ -81,6 +81,11 @@ def human_bitrate(bitrate: str | None) -> str | None:
     return display_text(bitrate, 40)
 
 
+def human_time(moment: datetime) -> str:
+    """2026-05-04 13:05 UTC."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def download_url(public_base_url: str, job_id: str) -> str:
     return f"{public_base_url.rstrip('/')}/videos/{quote(job_id, safe='')}/mp3"
 
@@ -131,10 +136,14 @@ def _bodies(notification: Notification, public_base_url: str) -> tuple[str, str]
         if bitrate:
             rows.append(("Bitrate", bitrate))
         link = download_url(public_base_url, notification.job_id)
+        until = ""
+        if notification.expires_at is not None:
+            until = f"The link works until {human_time(notification.expires_at)}; then the MP3 is deleted."
         text = (
             "Hello,\n\nYour video has been converted to MP3.\n\n"
             f"{_facts_text(rows)}\n\n"
-            f"Download the MP3 (sign-in required):\n{link}\n\n"
+            f"Download the MP3 (sign-in required):\n{link}\n"
+            + (f"{until}\n" if until else "") + "\n"
             f"{footer_text}\n"
         )
         body = (
@@ -142,7 +151,8 @@ def _bodies(notification: Notification, public_base_url: str) -> tuple[str, str]
             f"{_facts_html(rows)}\n"
             f'<p><a href="{html.escape(link, quote=True)}">Download the MP3</a> (sign-in required)<br>\n'
             f"<span style=\"color:#555;font-size:smaller\">{html.escape(link)}</span></p>\n"
-            f"{footer_html}"
+            + (f"<p>{html.escape(until)}</p>\n" if until else "")
+            + f"{footer_html}"
         )
         return text, _html_page(SUBJECTS["completed"], body)
     reason = display_text(notification.error_message, REASON_LIMIT) or GENERIC_REASON

@@ -11,7 +11,7 @@ import json
 from typing import Annotated
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from vid2mp3.notify import Completed, Failed, InvalidEvent, Kind, Notification
 from vid2mp3.queue.rmq import EVENT_SOURCE, RmqMessage, rmq_messages, safe_correlation_id
@@ -39,6 +39,7 @@ class _CompletedBody(_Body):
     mp3_size: Annotated[int, Field(ge=0)]
     duration_s: Annotated[float, Field(ge=0, allow_inf_nan=False)]
     bitrate: str | None = None
+    expires_at: AwareDatetime | None = None
 
 
 class _Error(BaseModel):
@@ -71,7 +72,7 @@ def parse_notification(message: IncomingMessage) -> Notification:
             done = _CompletedBody.model_validate(body)
             return Completed(job_id=str(done.job_id), email=done.email.strip(), filename=done.filename,
                              mp3_size=done.mp3_size, duration_s=done.duration_s, bitrate=done.bitrate,
-                             correlation_id=correlation_id)
+                             correlation_id=correlation_id, expires_at=done.expires_at)
         failed = _FailedBody.model_validate(body)
     except ValidationError as exc:
         first = exc.errors()[0]

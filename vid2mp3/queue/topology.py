@@ -14,7 +14,9 @@ from typing import Any
 VIDEO_CONVERSION_QUEUE = "video_conversion_queue"
 CONVERSION_COMPLETED_QUEUE = "conversion_completed"
 CONVERSION_FAILED_QUEUE = "conversion_failed"
-WORK_QUEUES = (VIDEO_CONVERSION_QUEUE, CONVERSION_COMPLETED_QUEUE, CONVERSION_FAILED_QUEUE)
+# Which finished jobs' webhooks to deliver (vid2mp3.webhooks): convert publishes, the webhook function consumes.
+WEBHOOK_QUEUE = "webhook_queue"
+WORK_QUEUES = (VIDEO_CONVERSION_QUEUE, CONVERSION_COMPLETED_QUEUE, CONVERSION_FAILED_QUEUE, WEBHOOK_QUEUE)
 
 DEFAULT_DELIVERY_LIMIT = 5
 DEAD_LETTER_EXCHANGE = "vid2mp3.dlx"

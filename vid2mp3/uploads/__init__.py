@@ -76,3 +76,7 @@ class UploadRepository(Protocol):
 
     def remove(self, upload_id: str) -> None:
         """Remove an upload row whatever its owner (the sweep, after its chunks are gone)."""
+
+    def expire_owner(self, owner_id: str) -> list[Upload]:
+        """Make every upload of the owner expired now (the account goes; the sweep removes them);
+        returns them."""

@@ -124,3 +124,11 @@ class InMemoryUploadRepository:
         with self._lock:
             self._check()
             self.rows.pop(_key(upload_id), None)
+
+    def expire_owner(self, owner_id: str) -> list[Upload]:
+        with self._lock:
+            self._check()
+            mine = [r for r in self.rows.values() if _key(r.upload.owner_id) == _key(owner_id)]
+            for row in mine:
+                row.upload = replace(row.upload, expires_at=min(row.upload.expires_at, self.clock()))
+            return [row.upload for row in mine]

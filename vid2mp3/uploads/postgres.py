@@ -144,3 +144,13 @@ class PostgresUploadRepository:
         uid = parse_uuid(upload_id)
         if uid is not None:
             self._one("DELETE FROM uploads WHERE id = %s RETURNING id", (uid,))
+
+    def expire_owner(self, owner_id: str) -> list[Upload]:
+        owner = parse_uuid(owner_id)
+        if owner is None:
+            return []
+        with self._db.transaction() as conn:
+            rows = conn.execute(
+                "UPDATE uploads SET expires_at = least(expires_at, now()), updated_at = now() "  # noqa: S608
+                f"WHERE owner_id = %s RETURNING {_COLUMNS}".encode(), (owner,)).fetchall()
+        return [_upload(r) for r in rows]

@@ -119,6 +119,7 @@ def create(d: UploadsDeps, caller: Identity, headers: Mapping[str, str], *, corr
     bitrate = service.parse_bitrate(metadata.get("bitrate"))
     track = (metadata.get("audio_track") or "").strip()
     parse_track_choice(track)  # a malformed choice is refused now, not after the upload
+    callback_url = service.parse_callback(d.jobs, metadata.get("callback_url"))
     filename = clean_filename(metadata.get("filename") or metadata.get("name") or "") or "video"
     content_type = clean_content_type(metadata.get("filetype") or metadata.get("type") or "")
     checksum = None
@@ -126,12 +127,14 @@ def create(d: UploadsDeps, caller: Identity, headers: Mapping[str, str], *, corr
         tus.check_content_type(headers)
         checksum = tus.parse_checksum(headers.get("upload-checksum"))
         _check_part(body, checksum, 0, length)
+    service.admit_upload(d.jobs, caller, length)  # the whole Upload-Length counts from now on
     now = d.jobs.clock()
     upload = Upload(
         id=d.jobs.new_id(), owner_id=caller.user_id, owner_email=caller.email, length=length,
         filename=filename, content_type=content_type, bitrate=bitrate, correlation_id=correlation_id,
         created_at=now, expires_at=now + timedelta(seconds=settings.upload_expiry_seconds),
-        metadata=raw_metadata, options={"audio_track": track} if track else {},
+        metadata=raw_metadata,
+        options={k: v for k, v in (("audio_track", track), ("callback_url", callback_url)) if v},
     )
     d.uploads.create(upload)
     d.jobs.logger.info("upload created", extra={"upload_id": upload.id, "length": length})
@@ -253,7 +256,9 @@ def _make_job(d: UploadsDeps, upload: Upload, verdict: Verdict) -> Job:
         video_id=upload.video_id, bitrate=upload.bitrate, correlation_id=upload.correlation_id, created_at=now,
         updated_at=now, duration_s=media.audio_duration_s if media is not None else None,
         # Undecided: the converter probes the whole file, with the user's choice of track.
-        extra={"media": media.summary()} if media is not None else dict(upload.options),
+        extra={"media": media.summary()} if media is not None else
+        {k: v for k, v in upload.options.items() if k == "audio_track"},
+        callback_url=upload.options.get("callback_url") or None,
     )
     jd.logger.info("upload finished", extra={"upload_id": upload.id, "size": upload.length,
                                              "probe": "accepted" if media else
@@ -291,6 +296,22 @@ def terminate(d: UploadsDeps, caller: Identity, upload_id: str) -> None:
 class SweepResult:
     removed: list[str] = field(default_factory=list)  # unfinished: the row and every chunk
     forgotten: list[str] = field(default_factory=list)  # finished: the row only (the job lives on)
+
+
+def purge_owner(d: UploadsDeps, owner_id: str) -> int:
+    """Every upload of an account that goes: they expire at once, and each unfinished one's chunks go
+    within the request's budget (a finished one's video is its job's, removed with it); whatever is
+    left the next sweep removes. Returns how many uploads the account had."""
+    ended = d.uploads.expire_owner(owner_id)
+    deadline = time.monotonic() + DELETE_BUDGET_S
+    for upload in ended:
+        if upload.finished:
+            d.uploads.remove(upload.id)
+            continue
+        left = deadline - time.monotonic()
+        if left > 0 and d.jobs.store.delete(VIDEOS_BUCKET, upload.video_id, budget_s=left):
+            d.uploads.remove(upload.id)
+    return len(ended)
 
 
 def sweep(d: UploadsDeps, *, limit: int = SWEEP_BATCH, budget_s: float = SWEEP_BUDGET_S) -> SweepResult:
