@@ -33,7 +33,12 @@ SERVICE_PORTS: dict[str, list[int]] = {
     "rabbitmq": [5671, 5672],
     "smtp": [25, 465, 587, 1025],
     "aws": [443],  # AWS APIs over HTTPS (S3, ...)
+    "webhooks": [],  # users' webhook receivers: any port, public addresses only (see network_policy)
 }
+# What "public" excludes for webhook receivers: private, loopback, link-local (cloud metadata) and
+# carrier-grade NAT ranges, as the function's own address check does (vid2mp3.webhooks.targets).
+PRIVATE_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "169.254.0.0/16",
+                  "100.64.0.0/10"]
 
 # Requests from measurements; the limit is always the template's MemorySize. Peak resident memory
 # (`python -m infra invoke`'s REPORT, the function's whole process tree, cold start included):
@@ -328,12 +333,15 @@ def network_policy(fn: Function) -> dict[str, Any]:
         callers.append({"podSelector": {"matchLabels": {"app.kubernetes.io/component": "schedule",
                                                         SCHEDULES: fn.name}}})
     ports = [{"protocol": "TCP", "port": p} for s in fn.reaches for p in SERVICE_PORTS[s]]
+    egress: list[dict[str, Any]] = [{"ports": ports}] if ports else []
+    if "webhooks" in fn.reaches:
+        egress.append({"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": PRIVATE_RANGES}}]})
     return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": fn.meta(), "spec": {
         "podSelector": {"matchLabels": {LABEL: fn.name}},
         "policyTypes": ["Ingress", "Egress"],
         "ingress": [{"from": callers, "ports": [{"protocol": "TCP", "port": GATE_PORT}]}] if callers else [],
         # No rule at all when it reaches nothing: a rule without ports would allow every port.
-        "egress": [{"ports": ports}] if ports else [],
+        "egress": egress,
     }}
 
 

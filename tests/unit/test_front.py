@@ -5,6 +5,7 @@ cache, binary bodies, gateway responses and status codes, as API Gateway does th
 from __future__ import annotations
 
 import base64
+import dataclasses
 import importlib.util
 import io
 import json
@@ -22,17 +23,15 @@ import pytest
 from infra import apigw
 from infra.front import Front, Invocation, k8s_name, make_handler
 from infra.template_model import TEMPLATE, functions, load_template
+from tests.support import worlds
 from vid2mp3.auth.passwords import Argon2PasswordHasher
 from vid2mp3.auth.throttle import InMemoryThrottleStore
 from vid2mp3.auth.tokens import TokenService
 from vid2mp3.auth.users import InMemoryUserRepository
 from vid2mp3.bootstrap import bootstrap, bootstrap_auth
-from vid2mp3.jobs import Mp3Info, service
-from vid2mp3.jobs.memory import InMemoryJobRepository
+from vid2mp3.jobs import Mp3Info
 from vid2mp3.media.probe import AudioStream, MediaInfo
 from vid2mp3.objectstore import MP3S_BUCKET
-from vid2mp3.objectstore.memory import InMemoryObjectStore
-from vid2mp3.queue.memory import InMemoryPublisher
 from vid2mp3.settings import load_settings
 
 SECRET = "a-test-signing-key-of-32-bytes!!"
@@ -77,15 +76,16 @@ class World:
         settings = load_settings({"JWT_SECRET": SECRET, "PUBLIC_BASE_URL": "http://api.test"})
         auth_deps = bootstrap_auth(settings, users=InMemoryUserRepository(), throttle=InMemoryThrottleStore(),
                                    hasher=Argon2PasswordHasher(memory_cost_kib=8, time_cost=1))
+        # The account's, the jobs' and the uploads' fakes share their state (tests/support/worlds.py).
+        fakes = worlds.World(settings)
         monkeypatch.setattr(auth, "deps", lambda: auth_deps)
+        monkeypatch.setattr(auth, "account_deps", lambda: fakes.accounts(auth_deps))
         monkeypatch.setattr(authorizer, "tokens", lambda: TokenService(SECRET.encode()))
-        self.store, self.jobs = InMemoryObjectStore(), InMemoryJobRepository()
-        publisher = InMemoryPublisher()
+        self.store, self.jobs = fakes.store, fakes.jobs
         monkeypatch.setattr(upload, "_deps", bootstrap(settings, db=_Db(), store=self.store,  # type: ignore[arg-type]
-                                                       publisher=publisher))
-        monkeypatch.setattr(upload, "_jobs", service.JobsDeps(settings=settings, jobs=self.jobs, store=self.store,
-                                                               publisher=publisher, logger=upload.logger,
-                                                               probe=_probe))
+                                                       publisher=fakes.publisher))
+        monkeypatch.setattr(upload, "_jobs", dataclasses.replace(fakes.jobs_deps, probe=_probe, logger=upload.logger))
+        monkeypatch.setattr(upload, "_uploads", fakes.uploads_deps)
         self.now = 1000.0
         self.front = Front(self.api, self.invoke, clock=lambda: self.now)
 

@@ -174,8 +174,17 @@ def test_network_policies_let_each_pod_reach_only_what_it_uses(rendered: tuple[s
         reaches = set((resource.get("Metadata") or {}).get("Reaches", k8s.SERVICE_PORTS))
         if any(s.function == logical_id for s in mq_event_sources(TEMPLATE)):
             reaches.add("rabbitmq")
-        allowed = {p["port"] for rule in policies[k8s_name(logical_id)]["spec"]["egress"] for p in rule["ports"]}
+        egress = policies[k8s_name(logical_id)]["spec"]["egress"]
+        allowed = {p["port"] for rule in egress for p in rule.get("ports", [])}
         assert allowed == {p for s in reaches for p in k8s.SERVICE_PORTS[s]}, logical_id
+        anywhere = [rule for rule in egress if "ports" not in rule]
+        if "webhooks" in reaches:  # any port, but public addresses only: never the cluster or metadata
+            [rule] = anywhere
+            [block] = rule["to"]
+            assert block["ipBlock"]["cidr"] == "0.0.0.0/0"
+            assert {"10.0.0.0/8", "169.254.0.0/16", "127.0.0.0/8"} <= set(block["ipBlock"]["except"])
+        else:
+            assert anywhere == [], logical_id
     assert policies["authorizer-function"]["spec"]["egress"] == []
 
 
