@@ -12,6 +12,7 @@ import base64
 import json
 import re
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,10 +44,11 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Two short videos with the names a user would give them."""
     media = generate_media(tmp_path_factory.mktemp("page-media"))
     folder = media["mp4"].parent
-    holiday, concert = folder / "holiday.mp4", folder / "concert.mkv"
+    holiday, concert, notes = folder / "holiday.mp4", folder / "concert.mkv", folder / "notes.mp4"
     holiday.write_bytes(media["mp4"].read_bytes())
     concert.write_bytes(media["mkv"].read_bytes())
-    return {"holiday": holiday, "concert": concert}
+    notes.write_bytes(media["text"].read_bytes())  # text, named like a video
+    return {"holiday": holiday, "concert": concert, "notes": notes}
 
 
 class Visit:
@@ -131,18 +133,23 @@ def test_two_videos_dropped_converted_one_downloaded_one_deleted_and_a_second_us
     page = visit.page
     expect(page.get_by_role("heading", name="Log in or create an account")).to_be_visible()
 
-    alice = new_email()
+    alice = f"alice-{uuid.uuid4().hex[:8]}@example.com"
     visit.register(alice)
     expect(page.get_by_text("No files yet")).to_be_visible()
 
-    visit.drop(videos["holiday"], videos["concert"])
-    holiday, concert = visit.row("holiday.mp4"), visit.row("concert.mkv")
+    visit.drop(videos["holiday"], videos["concert"], videos["notes"])
+    holiday, concert, notes = visit.row("holiday.mp4"), visit.row("concert.mkv"), visit.row("notes.mp4")
     for row in (holiday, concert):
         expect(row).to_have_attribute("data-status", "done", timeout=CONVERT_TIMEOUT_MS)
         expect(row.locator(".status")).to_contain_text("MP3 ready")
         expect(row.get_by_role("button", name="Download MP3")).to_be_visible()
-    expect(holiday.locator(".facts")).to_contain_text("0:03")  # the video's duration
-    assert page.locator("li.job").count() == 2
+    size = videos["holiday"].stat().st_size
+    assert 1000 <= size < 100_000
+    expect(holiday.locator(".facts")).to_have_text(f"{size / 1000:.1f} kB · 0:03")  # the video's size and duration
+    expect(notes).to_have_attribute("data-status", "failed", timeout=CONVERT_TIMEOUT_MS)
+    expect(notes.locator(".status")).to_contain_text("not an audio or video file")  # the reason, in words
+    expect(notes.get_by_role("button", name="Download MP3")).to_be_hidden()
+    assert page.locator("li.job").count() == 3
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "page.png"), full_page=True)
@@ -166,7 +173,8 @@ def test_two_videos_dropped_converted_one_downloaded_one_deleted_and_a_second_us
     expect(page.get_by_role("status")).to_contain_text("Deleted concert.mkv")
     api = Api(api_url)
     token = str(api.login(alice).body["access_token"])
-    assert [job["filename"] for job in api.request("GET", "/videos", token=token).body["items"]] == ["holiday.mp4"]
+    kept = {job["filename"] for job in api.request("GET", "/videos", token=token).body["items"]}
+    assert kept == {"holiday.mp4", "notes.mp4"}
     kept_id = holiday.get_attribute("data-id")
 
     assert token.split(".")[0] in visit.stored_secrets()  # logged in: the page's token is in sessionStorage
