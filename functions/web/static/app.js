@@ -432,20 +432,19 @@ async function startSession (token, expiresIn) {
   showConverter()
 }
 
+// Logged in: the converter and the account; logged out: the sign-in form.
+function showView (loggedIn) {
+  $('signin').hidden = loggedIn
+  $('converter').hidden = !loggedIn
+  $('account').hidden = !loggedIn
+}
+
 function showConverter () {
-  $('signin').hidden = true
-  $('converter').hidden = false
-  $('account').hidden = false
+  showView(true)
   $('who').textContent = session.email
   nextCursor = null
   loadJobs()
   showUnfinished()
-}
-
-function showSignin () {
-  $('converter').hidden = true
-  $('account').hidden = true
-  $('signin').hidden = false
 }
 
 function endSession (message) {
@@ -462,7 +461,7 @@ function endSession (message) {
   sessionStorage.removeItem(SESSION_KEY)
   $('who').textContent = ''
   $('auth-form').reset() // the next person at this browser starts from an empty form
-  showSignin()
+  showView(false)
   notice(message)
   $('email').focus()
 }
@@ -507,7 +506,7 @@ async function resumeSession () {
   if (!session || !session.token || !session.id || session.expiresAt <= Date.now()) {
     session = null
     sessionStorage.removeItem(SESSION_KEY)
-    showSignin()
+    showView(false)
     return
   }
   try {
