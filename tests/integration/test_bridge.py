@@ -43,6 +43,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 STATE = ROOT / ".vid2mp3"
 RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+VIRTUAL_HOST = pika.URLParameters(RABBITMQ_URL).virtual_host
 BROKER_ARN = "arn:aws:mq:us-east-1:000000000000:broker:test-bridge:b-11111111-2222-3333-4444-555555555555"
 
 HANDLER = textwrap.dedent('''
@@ -223,7 +224,8 @@ def batch_of(record: dict[str, Any]) -> list[dict[str, Any]]:
 
 def source(queue: str, *, batch_size: int = 1, window: float = 0.0) -> MQEventSource:
     # The logical id names the bridge's broker connection: "vid2mp3-bridge <queue>/Work#0".
-    return MQEventSource(function=queue, event="Work", queue=queue, virtual_host="/",
+    # The virtual host RABBITMQ_URL names (the tests publish there), as a template's MQVirtualHost would.
+    return MQEventSource(function=queue, event="Work", queue=queue, virtual_host=VIRTUAL_HOST,
                          batch_size=batch_size, batching_window_s=window, concurrency=1)
 
 
@@ -257,7 +259,7 @@ def assert_same_shape(actual: Any, expected: Any, path: str = "event") -> None:
         assert isinstance(actual, dict), path
         assert len(actual) == 1, path
         [(key, value)] = actual.items()
-        assert key.endswith("::/"), path
+        assert key.endswith(f"::{VIRTUAL_HOST}"), path
         assert_same_shape(value, next(iter(expected.values())), f"{path}[{key}]")
     elif isinstance(expected, dict):
         assert isinstance(actual, dict), path
@@ -303,8 +305,8 @@ def test_one_message_is_one_aws_shaped_invocation_then_acked(
     assert_same_shape(event, AWS_EXAMPLE)
     assert event["eventSource"] == "aws:rmq"
     assert event["eventSourceArn"] == BROKER_ARN
-    assert list(event["rmqMessagesByQueue"]) == [f"{queue}::/"]
-    [message] = event["rmqMessagesByQueue"][f"{queue}::/"]
+    assert list(event["rmqMessagesByQueue"]) == [f"{queue}::{VIRTUAL_HOST}"]
+    [message] = event["rmqMessagesByQueue"][f"{queue}::{VIRTUAL_HOST}"]
     assert message["data"] == example["data"]
     assert base64.b64decode(message["data"]) == body
     assert message["redelivered"] is False
@@ -400,8 +402,8 @@ SAM_TEMPLATE = textwrap.dedent("""
                 BatchSize: 1
                 SourceAccessConfigurations:
                   - Type: VIRTUAL_HOST
-                    URI: /
-""")
+                    URI: {virtual_host}
+""").format(virtual_host=VIRTUAL_HOST)
 
 
 def start_cli(endpoint: str, stack: str, template: Path, log: Path) -> subprocess.Popen[bytes]:
