@@ -10,6 +10,7 @@ const SESSION_KEY = 'vid2mp3.session'
 const PART_BYTES = 4 * 1024 * 1024 // the API takes at most 4 MiB per request (AWS's payload limits)
 const POLL_MS = 1500
 const RETRY_DELAYS = [0, 1000, 3000, 5000, 10000]
+const REFUSED = [400, 404, 410, 413, 415] // an upload the service refused, removed, or let expire
 
 const $ = (id) => document.getElementById(id)
 const url = (path) => new URL(path, document.baseURI).href
@@ -337,7 +338,8 @@ function startUpload (file) {
       }
       row.show({ status: 'failed', text: `Upload failed: ${uploadError(err)}`, actions: ['delete'] })
       row.failed = true
-      if (response && response.getStatus() < 500 && upload.url) forget(upload.url) // refused: nothing to resume
+      // Refused or gone (not a conflict that asking again would settle): nothing is left to resume.
+      if (response && REFUSED.includes(response.getStatus()) && upload.url) forget(upload.url)
     }
   })
   row.upload = upload
