@@ -12,6 +12,7 @@ import base64
 import json
 import re
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -245,5 +246,47 @@ def test_an_upload_cut_off_by_a_reload_continues_when_the_same_file_is_chosen_ag
     job = api.request("GET", f"/videos/{job_id}", token=token).body
     assert job["size"] == size and job["status"] == "done"
     assert abs(job["mp3"]["duration_s"] - 20.0) < 0.5  # the whole file arrived, in order
+    assert visit.errors == [], visit.errors
+    context.close()
+
+
+def test_an_upload_cancelled_or_discarded_leaves_nothing_behind(browser, api_url, tmp_path):
+    video = large_video(tmp_path / "rehearsal.mkv", seconds=10, megabytes=30)
+    context = browser.new_context(viewport={"width": 960, "height": 900})
+    visit = Visit(context, f"{api_url}/")
+    visit.open()
+    page = visit.page
+    visit.register(new_email())
+    token = page.evaluate("() => JSON.parse(sessionStorage.getItem('vid2mp3.session')).token")
+    api = Api(api_url)
+
+    def upload_url(response: Any) -> str:
+        return str(response.request.url).removeprefix(api_url)
+
+    def held_by_the_service(path: str) -> int:
+        return api.request("HEAD", path, token=token, headers={"Tus-Resumable": "1.0.0"}).status
+
+    # Cancel, while it goes up.
+    with page.expect_response(lambda r: r.request.method == "PATCH" and r.status == 204) as first_part:
+        visit.choose_with_keyboard(video)
+    cancelled = upload_url(first_part.value)
+    assert held_by_the_service(cancelled) == 200
+    visit.row("rehearsal.mkv").get_by_role("button", name="Cancel upload of rehearsal.mkv").click()
+    expect(visit.row("rehearsal.mkv")).to_have_count(0)
+    deadline = time.monotonic() + COLD_START_MS / 1000  # the termination request may still be on its way
+    while held_by_the_service(cancelled) != 404:
+        assert time.monotonic() < deadline, "the cancelled upload is still held by the service"
+        time.sleep(0.2)
+
+    # Discard, after the page went away in the middle of it.
+    with page.expect_response(lambda r: r.request.method == "PATCH" and r.status == 204) as first_part:
+        visit.choose_with_keyboard(video)
+    discarded = upload_url(first_part.value)
+    assert discarded != cancelled  # a new upload: the cancelled one was forgotten
+    page.reload()
+    page.get_by_role("button", name="Discard the unfinished upload of rehearsal.mkv").click()
+    expect(page.locator("#unfinished")).to_be_hidden()
+    assert held_by_the_service(discarded) == 404
+    assert "tus::" not in visit.stored_secrets()  # nothing left to resume
     assert visit.errors == [], visit.errors
     context.close()
