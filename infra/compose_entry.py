@@ -255,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         say("interrupted")
         return 130
+    say(f"Page: {api_url}/  (open it in a browser)")
     say(f"API: {api_url}")
     say(f"try: curl {api_url}/health")
     args.ready_file.write_text(api_url + "\n")

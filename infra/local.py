@@ -178,11 +178,21 @@ class LocalRun:
             self.bridge = None
         self.emulator.stop()
         self.services.stop()
-        (self.state_dir / "runtime.json").unlink(missing_ok=True)
+        self._remove_runtime()
+
+    def _remove_runtime(self) -> None:
+        """runtime.json, when this process wrote it: a run that failed to start (the state directory in
+        use) must not hide the one that is running from `make deploy` and the e2e tier."""
+        path = self.state_dir / "runtime.json"
+        try:
+            if json.loads(path.read_text()).get("pid") == os.getpid():
+                path.unlink()
+        except (OSError, ValueError):
+            pass
 
 
 def run(environ: Mapping[str, str] | None = None) -> int:
-    """`make run`: start everything, print the API URL, and stop it all on Ctrl-C."""
+    """`make run`: start everything, print the page's and the API's URLs, and stop it all on Ctrl-C."""
     os.environ.update(CREDENTIALS)
     stop = threading.Event()
     starting = True
@@ -201,6 +211,7 @@ def run(environ: Mapping[str, str] | None = None) -> int:
             return 130
         api = local.start(say=lambda line: print(line, flush=True))
         starting = False
+        print(f"Page: {api}/  (open it in a browser)", flush=True)
         print(f"API: {api}", flush=True)
         print(CLI_USAGE.format(api=api), flush=True)
         print("Press Ctrl-C to stop.", flush=True)

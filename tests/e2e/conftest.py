@@ -68,7 +68,8 @@ def _running_stack() -> Stack | None:
         return None
     data = json.loads(runtime.read_text())
     try:
-        with urllib.request.urlopen(data["api_url"] + "/health", timeout=10) as resp:
+        # A minute: the upload function's first call after a deploy can take ~20 s on the emulator.
+        with urllib.request.urlopen(data["api_url"] + "/health", timeout=60) as resp:
             if resp.status != 200:
                 return None
     except (urllib.error.URLError, OSError):

@@ -184,7 +184,7 @@ def test_a_source_error_kills_the_child_and_is_raised(tmp_path: Path) -> None:
 
     def failing() -> Iterator[bytes]:
         yield b"x" * 1000
-        while not pid_file.exists():
+        while not (pid_file.exists() and pid_file.read_text()):  # created, then written: wait for both
             time.sleep(0.01)
         raise DependencyUnavailable("The object store is unavailable.")
 

@@ -38,7 +38,7 @@ def test_binary_media_types_are_written_with_a_literal_slash():
     assert all("~1" not in t for t in api["BinaryMediaTypes"])
 
 
-def test_public_routes_are_exactly_health_register_login_and_the_tus_preflights():
+def test_public_routes_are_exactly_the_page_health_register_login_and_the_tus_preflights():
     template = load_template()
     public = set()
     for resource in functions(template).values():
@@ -47,7 +47,22 @@ def test_public_routes_are_exactly_health_register_login_and_the_tus_preflights(
                 public.add((event["Properties"]["Method"].upper(), event["Properties"]["Path"]))
     # OPTIONS: browsers send the CORS preflight without a token (it answers with tus's capabilities only)
     assert public == {("GET", "/health"), ("POST", "/auth/register"), ("POST", "/auth/login"),
-                      ("OPTIONS", "/uploads"), ("OPTIONS", "/uploads/{id}")}
+                      ("OPTIONS", "/uploads"), ("OPTIONS", "/uploads/{id}"),
+                      ("GET", "/"), ("GET", "/static/{name}")}  # the web page and its files
+
+
+def test_the_page_has_a_small_function_of_its_own():
+    """Loading the page must not wake the upload function (ffmpeg layer, backing services)."""
+    resources = load_template()["Resources"]
+    web = resources["WebFunction"]["Properties"]
+    assert web["Handler"] == "app.handler"  # within AWS's payload limits (vid2mp3.api.lambda_handler)
+    assert "Layers" not in web and web["MemorySize"] <= 512
+    routes = {(e["Properties"]["Method"], e["Properties"]["Path"]) for e in web["Events"].values()}
+    assert routes == {("GET", "/"), ("GET", "/static/{name}")}
+    for logical_id, resource in functions(load_template()).items():
+        if logical_id != "WebFunction":
+            paths = {e["Properties"].get("Path") for e in (resource["Properties"].get("Events") or {}).values()}
+            assert "/" not in paths and "/static/{name}" not in paths, logical_id
 
 
 def test_mq_event_sources_read_queue_batch_window_and_concurrency(tmp_path):
