@@ -118,6 +118,12 @@ class Visit:
         return str(self.page.evaluate("() => JSON.stringify([{...sessionStorage}, {...localStorage}])"))
 
 
+def elsewhere() -> dict[str, Any]:
+    """A browser context that comes from an address of its own, as different visitors do: the emulator
+    takes the source address from X-Forwarded-For (registrations are limited per address and hour)."""
+    return {"extra_http_headers": {"X-Forwarded-For": Api("http://unused").source_ip}}
+
+
 def ffprobe(path: Path) -> dict[str, Any]:
     _, probe = layer_binaries()
     out = subprocess.run([probe, "-v", "error", "-show_entries", "format=duration,format_name:stream=codec_name",
@@ -128,7 +134,7 @@ def ffprobe(path: Path) -> dict[str, Any]:
 
 def test_two_videos_dropped_converted_one_downloaded_one_deleted_and_a_second_user_sees_none(
         browser, api_url, videos, tmp_path):
-    context = browser.new_context(accept_downloads=True, viewport={"width": 960, "height": 900})
+    context = browser.new_context(accept_downloads=True, viewport={"width": 960, "height": 900}, **elsewhere())
     visit = Visit(context, f"{api_url}/")
     headers = visit.open()
     assert "script-src 'self'" in headers["content-security-policy"]
@@ -212,7 +218,7 @@ def test_two_videos_dropped_converted_one_downloaded_one_deleted_and_a_second_us
 def test_an_upload_cut_off_by_a_reload_continues_when_the_same_file_is_chosen_again(browser, api_url, tmp_path):
     video = large_video(tmp_path / "lecture.mkv", seconds=20, megabytes=30)  # 8 parts of 4 MiB
     size = video.stat().st_size
-    context = browser.new_context(viewport={"width": 960, "height": 900})
+    context = browser.new_context(viewport={"width": 960, "height": 900}, **elsewhere())
     visit = Visit(context, f"{api_url}/")
     visit.open()
     page = visit.page
@@ -252,7 +258,7 @@ def test_an_upload_cut_off_by_a_reload_continues_when_the_same_file_is_chosen_ag
 
 def test_an_upload_cancelled_or_discarded_leaves_nothing_behind(browser, api_url, tmp_path):
     video = large_video(tmp_path / "rehearsal.mkv", seconds=10, megabytes=30)
-    context = browser.new_context(viewport={"width": 960, "height": 900})
+    context = browser.new_context(viewport={"width": 960, "height": 900}, **elsewhere())
     visit = Visit(context, f"{api_url}/")
     visit.open()
     page = visit.page
