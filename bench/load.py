@@ -5,9 +5,11 @@
 Always starts its own stacks (as `make run` does, on free ports; stop a running `make run` first: they
 share .vid2mp3/), because a cold start can only be measured on a fresh one:
 
-1. cold, one request: a fresh stack, then one `GET /videos` (and the TOKEN authorizer) from nothing;
-2. cold burst: another fresh stack, then 16 first requests at once (`GET /videos`), all timed;
-   goal: every one answered, none an error, the slowest within 2x the single cold request;
+1. cold, one request: a fresh stack started without its warm pools (LOCAL_WARM_POOL=0), then one
+   `GET /videos` (the upload function and the TOKEN authorizer from nothing);
+2. cold burst: another fresh stack, started as `make run` starts it, then 16 first requests at once
+   (`GET /videos`), all timed; goal: every one answered, none an error, the slowest within 2x the single
+   cold request;
 3. warm: on that stack, 16 clients for a few seconds each of `GET /videos`, `POST /auth/login` and
    a 4 MiB tus PATCH: requests/s and p50/p95/p99 latency.
 
@@ -53,14 +55,16 @@ def request(method: str, url: str, *, body: bytes | None = None, headers: dict[s
             return err.code, dict(err.headers.items()), err.read()
 
 
-def fresh_stack() -> Any:
+def fresh_stack(*, warm: bool) -> Any:
+    """A stack started as `make run` starts it (with its warm pools, infra/warmup.py), or without any."""
     from infra import procs
     from infra.aws import CREDENTIALS
     from infra.local import LocalRun
 
     os.environ.update(CREDENTIALS)
-    local = LocalRun(environ=dict(os.environ), port=procs.free_port())
-    local.start(say=lambda line: None)
+    environ = {**os.environ, **({} if warm else {"LOCAL_WARM_POOL": "0"})}
+    local = LocalRun(environ=environ, port=procs.free_port())
+    local.start(say=lambda line: say("  " + line.strip()) if "warm" in line else None)
     return local
 
 
@@ -147,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     report: dict[str, Any] = {}
 
-    say("1. a fresh stack, one cold request ...")
-    local = fresh_stack()
+    say("1. a fresh stack without warm pools, one cold request ...")
+    local = fresh_stack(warm=False)
     try:
         api = local.api_url
         token, _ = make_user(api)
@@ -159,8 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         local.stop()
 
-    say(f"2. another fresh stack, {args.clients} first requests at once ...")
-    local = fresh_stack()
+    say(f"2. another fresh stack, as `make run` starts it, {args.clients} first requests at once ...")
+    local = fresh_stack(warm=True)
     try:
         api = local.api_url
         token, login_body = make_user(api)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -33,22 +34,42 @@ def requirement_name(requirement: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def runtime_requirements(pyproject: Path = ROOT / "pyproject.toml") -> list[str]:
+def _tool_names(data: dict[str, Any], key: str, dependencies: list[str]) -> set[str]:
+    names = {requirement_name(n) for n in data.get("tool", {}).get("vid2mp3", {}).get(key, [])}
+    unknown = names - {requirement_name(d) for d in dependencies}
+    if unknown:
+        raise ValueError(f"[tool.vid2mp3] {key} names what is not a dependency: {', '.join(sorted(unknown))}")
+    return names
+
+
+def runtime_requirements(pyproject: Path = ROOT / "pyproject.toml") -> tuple[list[str], list[str]]:
     """What the functions need at run time: pyproject's dependencies less those only the command line
-    uses (`[tool.vid2mp3] cli-only`), which would only cost the layer size and cold-start time."""
+    uses (`[tool.vid2mp3] cli-only`), which would only cost the layer size and cold-start time. As two
+    lists: those installed with their dependencies, and those installed without
+    (`layer-without-dependencies`: a package whose dependencies serve only its own command line)."""
     data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
     dependencies: list[str] = list(data["project"]["dependencies"])
-    cli_only = {requirement_name(n) for n in data.get("tool", {}).get("vid2mp3", {}).get("cli-only", [])}
-    unknown = cli_only - {requirement_name(d) for d in dependencies}
-    if unknown:
-        raise ValueError(f"[tool.vid2mp3] cli-only names what is not a dependency: {', '.join(sorted(unknown))}")
-    return [d for d in dependencies if requirement_name(d) not in cli_only]
+    cli_only = _tool_names(data, "cli-only", dependencies)
+    bare = _tool_names(data, "layer-without-dependencies", dependencies)
+    runtime = [d for d in dependencies if requirement_name(d) not in cli_only]
+    return ([d for d in runtime if requirement_name(d) not in bare],
+            [d for d in runtime if requirement_name(d) in bare])
+
+
+def _pip_install(target: Path, cache: Path, requirements: list[str], *extra: str) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-qq", "--disable-pip-version-check", "--no-warn-conflicts",
+         "--target", str(target), "--platform", PLATFORM, "--implementation", "cp",
+         "--python-version", PYTHON_VERSION, "--only-binary=:all:", "--cache-dir", str(cache / "pip"),
+         *extra, *requirements],
+        check=True,
+    )
 
 
 def build_dependencies_layer(out: Path, cache: Path) -> Path:
     """pip-install the runtime dependencies into `<out>/python` (skipped when unchanged)."""
-    requirements = runtime_requirements()
-    key = hashlib.sha256(json.dumps([requirements, PLATFORM, PYTHON_VERSION]).encode()).hexdigest()
+    requirements, bare = runtime_requirements()
+    key = hashlib.sha256(json.dumps([requirements, bare, PLATFORM, PYTHON_VERSION]).encode()).hexdigest()
     marker = out / ".build-key"
     if marker.exists() and marker.read_text() == key:
         return out
@@ -56,13 +77,9 @@ def build_dependencies_layer(out: Path, cache: Path) -> Path:
     shutil.rmtree(out, ignore_errors=True)
     target = out / "python"
     target.mkdir(parents=True)
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-qq", "--disable-pip-version-check", "--no-warn-conflicts",
-         "--target", str(target), "--platform", PLATFORM, "--implementation", "cp",
-         "--python-version", PYTHON_VERSION, "--only-binary=:all:", "--cache-dir", str(cache / "pip"),
-         *requirements],
-        check=True,
-    )
+    _pip_install(target, cache, requirements)
+    if bare:
+        _pip_install(target, cache, bare, "--no-deps")
     for pycache in target.rglob("__pycache__"):
         shutil.rmtree(pycache, ignore_errors=True)
     marker.write_text(key)
@@ -83,14 +100,25 @@ def build_runtime_sdk(out: Path, cache: Path) -> Path:
         return out
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-qq", "--disable-pip-version-check", "--no-warn-conflicts",
-         "--target", str(out), "--platform", PLATFORM, "--implementation", "cp",
-         "--python-version", PYTHON_VERSION, "--only-binary=:all:", "--cache-dir", str(cache / "pip"),
-         *RUNTIME_SDK],
-        check=True,
-    )
+    _pip_install(out, cache, RUNTIME_SDK)
     marker.write_text(key)
+    return out
+
+
+def build_ffprobe_layer(out: Path, ffmpeg_layer: Path) -> Path:
+    """The ffprobe layer: the ffmpeg layer's ffprobe alone (the upload function probes, it never encodes:
+    half the bytes a worker unpacks). Hard-linked from the built ffmpeg layer, same bytes and mode."""
+    build_ffmpeg_layer(ffmpeg_layer)
+    source = ffmpeg_layer / "bin" / "ffprobe"
+    target = out / "bin" / "ffprobe"
+    if target.exists() and target.stat().st_ino == source.stat().st_ino:
+        return out
+    shutil.rmtree(out, ignore_errors=True)
+    target.parent.mkdir(parents=True)
+    try:
+        os.link(source, target)
+    except OSError:  # another file system
+        shutil.copy2(source, target)
     return out
 
 
@@ -137,6 +165,8 @@ def build(state_dir: Path, *, template_path: Path = TEMPLATE) -> Path:
                 built = build_dependencies_layer(out / "layers" / "dependencies", state_dir / "cache")
             elif source.name == "ffmpeg":
                 built = build_ffmpeg_layer(out / "layers" / "ffmpeg")
+            elif source.name == "ffprobe":
+                built = build_ffprobe_layer(out / "layers" / "ffprobe", out / "layers" / "ffmpeg")
             else:
                 raise ValueError(f"{logical_id}: no build rule for layer {source.name}")
             props["ContentUri"] = str(built)

@@ -77,6 +77,9 @@ class Emulator:
             "SERVICES": SERVICES,
             "IOT_MTLS_ENABLED": "0",
             "LOG_LEVEL": "WARNING",
+            # Execution environments a burst started stay for a day (not 5 minutes): the warm pools of
+            # the local run (infra/warmup.py) are there for the next burst too.
+            "LAMBDA_WARM_TTL_SECONDS": "86400",
             "MINISTACK_REGION": REGION,
             **CREDENTIALS,
         }

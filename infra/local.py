@@ -127,6 +127,7 @@ class LocalRun:
         }
         self.api_url = self.deploy(say)
         self.start_bridge(say)
+        self.warm_up(say)
         self._write_runtime()
         say(f"  ready in {time.monotonic() - started:.0f} s")
         return self.api_url
@@ -148,6 +149,26 @@ class LocalRun:
         self.parameters = params
         say(f"  deployed stack {self.stack_name} in {time.monotonic() - t0:.1f} s")
         return url
+
+    def warm_up(self, say: Any = print) -> None:
+        """Start the functions' execution environments now (infra/warmup.py), not at the first requests."""
+        from infra.bridge import lambda_client
+        from infra.template_model import load_template
+        from infra.warmup import warm_pools, warm_up
+
+        cap = self.environ.get("LOCAL_WARM_POOL", "").strip()
+        pools = warm_pools(load_template(), self.parameters, int(cap) if cap else None)
+        if not pools:
+            return
+        cfn = boto3.client("cloudformation", endpoint_url=self.emulator.endpoint, region_name=REGION,
+                           aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                           aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+        physical = {r["LogicalResourceId"]: r["PhysicalResourceId"]
+                    for r in cfn.describe_stack_resources(StackName=self.stack_name)["StackResources"]}
+        lam = lambda_client(self.emulator.endpoint, read_timeout_s=300, region=REGION, credentials=CREDENTIALS)
+        took = warm_up(lam, {fn: (physical[fn], n) for fn, n in pools.items()})
+        described = ", ".join(f"{n} {fn.removesuffix('Function')}" for fn, n in sorted(pools.items()))
+        say(f"  warm: {described} ({sum(pools.values())} environments in {took:.0f} s)")
 
     def start_bridge(self, say: Any = print) -> None:
         from infra.bridge import Bridge, lambda_client, mappings_for_stack

@@ -15,6 +15,7 @@ from chalice.app import Chalice, ChaliceViewError, Response
 from vid2mp3 import errors
 from vid2mp3.http import JSON_HEADERS, error_parts, with_standard_headers
 from vid2mp3.limits import enforce_aws_limits
+from vid2mp3.warmup import warmable
 
 # Request and response bodies of these types travel base64-encoded through API Gateway. The same
 # list is declared as BinaryMediaTypes in infra/template.yaml.
@@ -44,6 +45,7 @@ def lambda_handler(app: Chalice, logger: Logger) -> Callable[[dict[str, Any], An
 
     guarded = enforce_aws_limits(app, refused)
 
+    @warmable
     def handler(event: dict[str, Any], context: Any) -> Any:
         return with_standard_headers(guarded(event, context))
 

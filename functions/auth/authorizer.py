@@ -15,6 +15,7 @@ from vid2mp3.auth.tokens import TokenService
 from vid2mp3.errors import Unauthorized
 from vid2mp3.log import get_logger
 from vid2mp3.settings import load_settings
+from vid2mp3.warmup import warmable
 
 logger = get_logger("auth-authorizer")
 _tokens: TokenService | None = None
@@ -28,6 +29,7 @@ def tokens() -> TokenService:
     return _tokens
 
 
+@warmable
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     try:
         return authorize(event, tokens=tokens())

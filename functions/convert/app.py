@@ -20,6 +20,7 @@ from vid2mp3.bootstrap import bootstrap_convert
 from vid2mp3.convert.events import deliveries
 from vid2mp3.convert.service import Converter
 from vid2mp3.log import get_logger
+from vid2mp3.warmup import warmable
 
 logger = get_logger("convert")
 _converter: Converter | None = None
@@ -38,6 +39,7 @@ def _remaining_s(context: Any) -> float | None:
     return remaining() / 1000 if callable(remaining) else None
 
 
+@warmable
 def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
     convert = converter()
     outcomes: Counter[str] = Counter()

@@ -20,6 +20,7 @@ from vid2mp3.mail import MailerMisconfigured
 from vid2mp3.notify import InvalidEvent
 from vid2mp3.notify.events import parse_notification, rmq_messages
 from vid2mp3.notify.service import NotifyDeps, notify
+from vid2mp3.warmup import warmable
 
 logger = get_logger("notify")
 _deps: NotifyDeps | None = None
@@ -33,6 +34,7 @@ def deps() -> NotifyDeps:
     return _deps
 
 
+@warmable
 def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
     return handle(event, deps())
 

@@ -15,6 +15,7 @@ from typing import Any
 from vid2mp3.bootstrap import bootstrap_webhook
 from vid2mp3.log import get_logger
 from vid2mp3.queue.rmq import rmq_messages
+from vid2mp3.warmup import warmable
 from vid2mp3.webhooks.service import Outcome, WebhookDeps, deliver, parse_message
 
 logger = get_logger("webhook")
@@ -29,6 +30,7 @@ def deps() -> WebhookDeps:
     return _deps
 
 
+@warmable
 def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
     outcomes: Counter[str] = Counter()
     for message in rmq_messages(event):

@@ -81,12 +81,14 @@ def test_free_path_never_takes_an_existing_file(tmp_path):
 def test_the_dependencies_layer_gets_every_dependency_but_the_cli_only_ones():
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())
     cli_only = data["tool"]["vid2mp3"]["cli-only"]
-    runtime = build.runtime_requirements()
-    names = {build.requirement_name(r) for r in runtime}
+    with_deps, without_deps = build.runtime_requirements()
+    names = {build.requirement_name(r) for r in [*with_deps, *without_deps]}
     assert {"httpx", "rich", "platformdirs"} <= set(cli_only)
     assert not names & set(cli_only)
     assert names == {build.requirement_name(d) for d in data["project"]["dependencies"]} - set(cli_only)
-    assert {"chalice", "psycopg", "pymongo", "pika"} <= names
+    assert {"psycopg", "pymongo", "pika"} <= {build.requirement_name(r) for r in with_deps}
+    # chalice's own dependencies are its command line's: the layer takes the package alone
+    assert {build.requirement_name(r) for r in without_deps} == {"chalice"}
 
 
 def test_a_cli_only_name_that_is_not_a_dependency_is_an_error(tmp_path):
@@ -97,7 +99,11 @@ def test_a_cli_only_name_that_is_not_a_dependency_is_an_error(tmp_path):
         build.runtime_requirements(pyproject)
     pyproject.write_text('[project]\ndependencies = ["httpx>=0.28", "Rich_Text[x]==1"]\n'
                          '[tool.vid2mp3]\ncli-only = ["rich.text"]\n')
-    assert build.runtime_requirements(pyproject) == ["httpx>=0.28"]
+    assert build.runtime_requirements(pyproject) == (["httpx>=0.28"], [])
+    pyproject.write_text('[project]\ndependencies = ["httpx>=0.28", "chalice>=1"]\n'
+                         '[tool.vid2mp3]\nlayer-without-dependencies = ["chalice", "flask"]\n')
+    with pytest.raises(ValueError, match="flask"):
+        build.runtime_requirements(pyproject)
 
 
 def test_a_built_function_carries_the_shared_package_without_the_command_line(tmp_path):
