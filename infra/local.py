@@ -98,8 +98,11 @@ class LocalRun:
         self.resolved: ResolvedServices | None = None
         self.api_url = ""
         self.parameters: dict[str, str] = {}
+        self.warmed = threading.Event()  # the warm pools are there
 
-    def start(self, say: Any = print) -> str:
+    def start(self, say: Any = print, *, warm_in_background: bool = False) -> str:
+        """Start everything; the warm pools (infra/warmup.py) are started before this returns, or, with
+        `warm_in_background`, after (`self.warmed` is set once they are there)."""
         started = time.monotonic()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         load_settings(self.environ)  # every variable checked before anything starts (ConfigError)
@@ -127,7 +130,10 @@ class LocalRun:
         }
         self.api_url = self.deploy(say)
         self.start_bridge(say)
-        self.warm_up(say)
+        if warm_in_background:
+            threading.Thread(target=self._warm_up_quietly, args=(say,), name="warm-up", daemon=True).start()
+        else:
+            self.warm_up(say)
         self._write_runtime()
         say(f"  ready in {time.monotonic() - started:.0f} s")
         return self.api_url
@@ -150,6 +156,14 @@ class LocalRun:
         say(f"  deployed stack {self.stack_name} in {time.monotonic() - t0:.1f} s")
         return url
 
+    def _warm_up_quietly(self, say: Any) -> None:
+        try:
+            self.warm_up(say)
+        except Exception as exc:  # the stack works without warm pools, only its first requests are slower
+            say(f"  warm-up incomplete ({exc}); first requests start their own environments")
+        finally:
+            self.warmed.set()
+
     def warm_up(self, say: Any = print) -> None:
         """Start the functions' execution environments now (infra/warmup.py), not at the first requests."""
         from infra.bridge import lambda_client
@@ -159,6 +173,7 @@ class LocalRun:
         cap = self.environ.get("LOCAL_WARM_POOL", "").strip()
         pools = warm_pools(load_template(), self.parameters, int(cap) if cap else None)
         if not pools:
+            self.warmed.set()
             return
         cfn = boto3.client("cloudformation", endpoint_url=self.emulator.endpoint, region_name=REGION,
                            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
@@ -169,6 +184,7 @@ class LocalRun:
         took = warm_up(lam, {fn: (physical[fn], n) for fn, n in pools.items()})
         described = ", ".join(f"{n} {fn.removesuffix('Function')}" for fn, n in sorted(pools.items()))
         say(f"  warm: {described} ({sum(pools.values())} environments in {took:.0f} s)")
+        self.warmed.set()
 
     def start_bridge(self, say: Any = print) -> None:
         from infra.bridge import Bridge, lambda_client, mappings_for_stack
@@ -230,7 +246,9 @@ def run(environ: Mapping[str, str] | None = None) -> int:
     try:
         if stop.is_set():
             return 130
-        api = local.start(say=lambda line: print(line, flush=True))
+        # The warm pools start after "ready" (about a minute on two cores; a `warm:` line says when):
+        # the stack answers meanwhile, its first requests just start their own environments.
+        api = local.start(say=lambda line: print(line, flush=True), warm_in_background=True)
         starting = False
         print(f"Page: {api}/  (open it in a browser)", flush=True)
         print(f"API: {api}", flush=True)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger
-from chalice.app import Chalice, ChaliceViewError, Response
+from chalice.app import Chalice, ChaliceViewError, Request, Response
 
 from vid2mp3 import errors
 from vid2mp3.http import JSON_HEADERS, error_parts, with_standard_headers
@@ -35,21 +35,30 @@ def create_app(name: str, logger: Logger) -> Chalice:
     return app
 
 
-def lambda_handler(app: Chalice, logger: Logger) -> Callable[[dict[str, Any], Any], Any]:
+def lambda_handler(app: Chalice, logger: Logger, *, prepare: Callable[[], None] | None = None
+                   ) -> Callable[[dict[str, Any], Any], Any]:
     """The function's handler: the Chalice app within AWS's payload limits (vid2mp3.limits), which the
     local emulator does not apply itself, and every response with the standard headers (nosniff,
-    Cache-Control), whichever route, error or refusal made it."""
+    Cache-Control), whichever route, error or refusal made it. It answers the warm-up event
+    (vid2mp3.warmup) after `prepare()`."""
 
     def refused(what: str, size: int) -> None:
         logger.warning(f"{what} over AWS's payload limits refused", extra={"bytes": size})
 
     guarded = enforce_aws_limits(app, refused)
 
-    @warmable
     def handler(event: dict[str, Any], context: Any) -> Any:
         return with_standard_headers(guarded(event, context))
 
-    return handler
+    return warmable(handler, prepare)
+
+
+def current_request(app: Chalice) -> Request:
+    """The request a route of `app` is answering."""
+    request = app.current_request
+    if request is None:  # only outside a request, which a route never is
+        raise RuntimeError("no current request")
+    return request
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

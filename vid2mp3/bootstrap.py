@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from vid2mp3.db.postgres import Postgres
+from vid2mp3.errors import DependencyUnavailable
 from vid2mp3.objectstore import ObjectStore
 from vid2mp3.queue import Publisher
 from vid2mp3.settings import Settings, load_settings
@@ -47,7 +48,7 @@ def bootstrap(
 # --- auth function ---------------------------------------------------------------------------------
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from vid2mp3.auth.passwords import PasswordHasher
     from vid2mp3.auth.throttle import LoginThrottle, ThrottleStore
@@ -145,6 +146,7 @@ if TYPE_CHECKING:
     from aws_lambda_powertools import Logger
 
     from vid2mp3.accounts import AccountDeps
+    from vid2mp3.auth.identity import Identity
     from vid2mp3.convert.lock import JobLock
     from vid2mp3.convert.service import Converter
     from vid2mp3.exports import Exporter
@@ -203,6 +205,53 @@ def bootstrap_uploads(jobs: JobsDeps, *, db: Postgres | None = None, uploads: Up
 
         uploads = PostgresUploadRepository(db or Postgres(jobs.settings.database_url))
     return UploadsDeps(jobs=jobs, uploads=uploads)
+
+
+class UploadWiring:
+    """What the upload and videos functions build on the first request of a cold start and reuse: the
+    shared adapters (`shared`), the jobs' dependencies (`jobs`) and the resumable uploads' (`uploads`).
+    Tests hand in fakes by setting these attributes."""
+
+    def __init__(self, logger: Logger) -> None:
+        self.logger = logger
+        self.shared: Deps | None = None
+        self.jobs: JobsDeps | None = None
+        self.uploads: UploadsDeps | None = None
+
+    def deps(self) -> Deps:
+        if self.shared is None:
+            self.shared = bootstrap()
+        return self.shared
+
+    def jobs_deps(self) -> JobsDeps:
+        if self.jobs is None:
+            self.jobs = bootstrap_upload(self.deps(), logger=self.logger)
+        return self.jobs
+
+    def uploads_deps(self) -> UploadsDeps:
+        if self.uploads is None:
+            self.uploads = bootstrap_uploads(self.jobs_deps(), db=self.deps().db)
+        return self.uploads
+
+    def caller(self, authorizer: Mapping[str, Any] | None) -> Identity:
+        """The caller the authorizer's context names, whose token must still be good: the gateway may
+        replay a cached Allow for a minute, but a token revoked by a password change or the account's
+        deletion is refused at once here."""
+        from vid2mp3.auth.identity import check_session, identity_from_authorizer
+
+        identity = identity_from_authorizer(authorizer)
+        sessions = self.jobs_deps().sessions
+        return identity if sessions is None else check_session(identity, sessions)
+
+    def prepare(self) -> None:
+        """For the warm-up: build everything and connect now, so the first request finds it ready."""
+        shared = self.deps()
+        self.jobs_deps()
+        for ping in (shared.db.ping, shared.store.ping):
+            try:
+                ping()
+            except DependencyUnavailable:  # the first request will say so; the warm-up is only a head start
+                self.logger.warning("a backing service did not answer the warm-up")
 
 
 # --- convert function ------------------------------------------------------------------------------

@@ -22,12 +22,15 @@ def is_warm_up(event: Any) -> bool:
     return isinstance(event, dict) and event.get("vid2mp3") == "warm-up"
 
 
-def warmable(handler: H) -> H:
-    """`handler`, answering the warm-up event at once with {"warmed": true} and nothing else."""
+def warmable(handler: H, prepare: Callable[[], None] | None = None) -> H:
+    """`handler`, answering the warm-up event with {"warmed": true} and nothing else, after `prepare()`
+    (building the function's dependencies, connecting): the first real request then finds them ready."""
 
     @functools.wraps(handler)
     def answer(event: Any, context: Any) -> Any:
         if is_warm_up(event):
+            if prepare is not None:
+                prepare()
             return {"warmed": True}
         return handler(event, context)
 

@@ -1,5 +1,6 @@
-"""Upload function: GET /health, the /videos routes and the tus /uploads routes. A thin adapter over
-vid2mp3 services; `handler` is the Lambda handler (the Chalice app within AWS's payload limits)."""
+"""Upload function: POST /videos (multipart, small files) and the tus 1.0.0 routes of /uploads
+(resumable, any size). A thin adapter over vid2mp3 services, with the ffprobe layer: it probes what it
+stores. `handler` is the Lambda handler (the Chalice app within AWS's payload limits)."""
 
 from __future__ import annotations
 
@@ -7,81 +8,41 @@ from typing import Any
 
 from chalice.app import Request, Response
 
-from vid2mp3.api import correlation_id, create_app, json_response, lambda_handler, route
-from vid2mp3.auth.identity import Identity, check_session, identity_from_authorizer
-from vid2mp3.bootstrap import Deps, bootstrap, bootstrap_upload, bootstrap_uploads
+from vid2mp3.api import correlation_id, create_app, current_request, json_response, lambda_handler, route
+from vid2mp3.auth.identity import Identity
+from vid2mp3.bodies import decode_base64, decoded_length, event_body_chunks
+from vid2mp3.bootstrap import UploadWiring
 from vid2mp3.errors import InvalidInput
-from vid2mp3.health import check_health
-from vid2mp3.jobs import downloads, service
+from vid2mp3.jobs import service
 from vid2mp3.log import get_logger
-from vid2mp3.multipart import decode_base64, decoded_length, event_body_chunks
 from vid2mp3.uploads import Upload, tus
 from vid2mp3.uploads import service as uploads
 
 logger = get_logger("upload")
 app = create_app("upload", logger)
-handler = lambda_handler(app, logger)
-_deps: Deps | None = None
-_jobs: service.JobsDeps | None = None
-_uploads: uploads.UploadsDeps | None = None
-
-
-def deps() -> Deps:
-    """Bootstrapped on the first request of a cold start, then reused."""
-    global _deps
-    if _deps is None:
-        _deps = bootstrap()
-    return _deps
+wiring = UploadWiring(logger)
+handler = lambda_handler(app, logger, prepare=wiring.prepare)
 
 
 def jobs() -> service.JobsDeps:
-    global _jobs
-    if _jobs is None:
-        _jobs = bootstrap_upload(deps(), logger=logger)
-    return _jobs
+    return wiring.jobs_deps()
 
 
 def resumable() -> uploads.UploadsDeps:
-    global _uploads
-    if _uploads is None:
-        _uploads = bootstrap_uploads(jobs(), db=deps().db)
-    return _uploads
+    return wiring.uploads_deps()
 
 
 def _request() -> Request:
-    request = app.current_request
-    if request is None:  # only outside a request, which a route never is
-        raise RuntimeError("no current request")
-    return request
+    return current_request(app)
 
 
 def _caller() -> Identity:
-    """The caller, whose token must still be good: the gateway may replay a cached Allow for a minute,
-    but a token revoked by a password change or the account's deletion is refused at once here."""
-    identity = identity_from_authorizer((_request().context or {}).get("authorizer"))
-    sessions = jobs().sessions
-    return identity if sessions is None else check_session(identity, sessions)
+    return wiring.caller((_request().context or {}).get("authorizer"))
 
 
 def _event() -> dict[str, Any]:
     event: dict[str, Any] = _request().to_original_event()
     return event
-
-
-@route(app, "/health", methods=["GET"])
-def health() -> Response:
-    d = deps()
-    ok, checks = check_health(
-        {"postgres": d.db.ping, "mongodb": d.store.ping, "rabbitmq": d.publisher.ping}
-    )
-    body: dict[str, object] = {"status": "ok" if ok else "unavailable", "checks": checks}
-    if not ok:
-        failing = ", ".join(name for name, c in checks.items() if c["status"] != "ok")
-        body["error"] = {"code": "dependency_unavailable", "message": f"Unavailable: {failing}."}
-    return json_response(body, 200 if ok else 503)
-
-
-# --- /videos ----------------------------------------------------------------------------------------
 
 
 @route(app, "/videos", methods=["POST"], content_types=["multipart/form-data"])
@@ -95,57 +56,6 @@ def create_video() -> Response:
         correlation_id=correlation_id(event), body_length=decoded_length(body, base64_encoded=b64),
     )
     return json_response(job.to_api(), 202, {"Location": service.video_location(jobs().settings, job.id)})
-
-
-@route(app, "/videos", methods=["GET"])
-def list_videos() -> Response:
-    params = _request().query_params
-    limit, cursor = (params.get("limit"), params.get("cursor")) if params else (None, None)
-    page = service.list_videos(jobs(), _caller(), limit=limit, cursor=cursor)
-    return json_response(page.to_api())
-
-
-@route(app, "/videos/{id}", methods=["GET"])
-def get_video(id: str) -> Response:  # `id`: the path parameter's name
-    return json_response(service.show_video(jobs(), _caller(), id))
-
-
-@route(app, "/videos/{id}", methods=["DELETE"])
-def delete_video(id: str) -> Response:
-    service.delete_video(jobs(), _caller(), id)
-    return Response(body="", status_code=204)
-
-
-@route(app, "/videos/{id}/mp3", methods=["GET"])
-def download_mp3(id: str) -> Response:
-    headers = _request().headers
-    caller = _caller()
-    if not accepts_mp3(headers.get("accept")):
-        if wants_json(headers.get("accept")):  # where to fetch it: a page's download button, <audio src>
-            return json_response(downloads.mp3_link(jobs(), caller, id), headers={"Cache-Control": "no-store"})
-        # API Gateway sends binary bodies only to a client whose Accept matches a binary media
-        # type; anyone else would get base64 text (and Chalice answers 400 for it).
-        raise InvalidInput("Send `Accept: audio/mpeg` (or `*/*`) to download the MP3, or `Accept: "
-                           "application/json` for a link to it.", code="not_acceptable")
-    got = downloads.download_mp3(
-        jobs(), caller, id, range_header=headers.get("range"),
-        if_none_match=headers.get("if-none-match"), if_range=headers.get("if-range"),
-    )
-    headers_out: dict[str, str | list[str]] = dict(got.headers)
-    return Response(body=got.body if got.status in (200, 206) else "", status_code=got.status,
-                    headers=headers_out)
-
-
-def wants_json(accept: str | None) -> bool:
-    return bool(accept) and "application/json" in {p.split(";")[0].strip().lower() for p in (accept or "").split(",")}
-
-
-def accepts_mp3(accept: str | None) -> bool:
-    """Chalice's own test (chalice.app._matches_content_type) for audio/mpeg against `accept`."""
-    if not accept:
-        return False
-    parts = {p.strip().lower() for p in accept.replace(";", ",").split(",")}
-    return "*/*" in accept or "audio/mpeg" in parts
 
 
 # --- /uploads: tus 1.0.0 --------------------------------------------------------------------------

@@ -73,6 +73,7 @@ class World:
         auth = modules[(TEMPLATE.parent / "../functions/auth/app.py").resolve()]
         authorizer = modules[(TEMPLATE.parent / "../functions/auth/authorizer.py").resolve()]
         upload = modules[(TEMPLATE.parent / "../functions/upload/app.py").resolve()]
+        videos = modules[(TEMPLATE.parent / "../functions/upload/videos.py").resolve()]
         settings = load_settings({"JWT_SECRET": SECRET, "PUBLIC_BASE_URL": "http://api.test"})
         auth_deps = bootstrap_auth(settings, users=InMemoryUserRepository(), throttle=InMemoryThrottleStore(),
                                    hasher=Argon2PasswordHasher(memory_cost_kib=8, time_cost=1))
@@ -82,10 +83,12 @@ class World:
         monkeypatch.setattr(auth, "account_deps", lambda: fakes.accounts(auth_deps))
         monkeypatch.setattr(authorizer, "tokens", lambda: TokenService(SECRET.encode()))
         self.store, self.jobs = fakes.store, fakes.jobs
-        monkeypatch.setattr(upload, "_deps", bootstrap(settings, db=_Db(), store=self.store,  # type: ignore[arg-type]
-                                                       publisher=fakes.publisher))
-        monkeypatch.setattr(upload, "_jobs", dataclasses.replace(fakes.jobs_deps, probe=_probe, logger=upload.logger))
-        monkeypatch.setattr(upload, "_uploads", fakes.uploads_deps)
+        shared = bootstrap(settings, db=_Db(), store=self.store, publisher=fakes.publisher)  # type: ignore[arg-type]
+        for module in (upload, videos):  # the upload function's and the videos function's
+            monkeypatch.setattr(module.wiring, "shared", shared)
+            monkeypatch.setattr(module.wiring, "jobs",
+                                dataclasses.replace(fakes.jobs_deps, probe=_probe, logger=module.logger))
+            monkeypatch.setattr(module.wiring, "uploads", fakes.uploads_deps)
         self.now = 1000.0
         self.front = Front(self.api, self.invoke, clock=lambda: self.now)
 
@@ -201,7 +204,7 @@ def test_gateway_responses_and_status_codes(world: World) -> None:
     assert world.request("GET", "/health").status == 200
     token = world.token()
     assert world.request("GET", f"/videos/{uuid.uuid4()}", Authorization=f"Bearer {token}").status == 404
-    world.handlers["UploadFunction"] = lambda event, context: 1 / 0
+    world.handlers["VideosFunction"] = lambda event, context: 1 / 0
     failed = world.request("GET", "/videos", Authorization=f"Bearer {token}")
     assert failed.status == 502 and error_code(failed) == "gateway_error"
     too_big = world.request("POST", "/videos", b"x" * (apigw.MAX_PAYLOAD_BYTES + 1), Authorization=f"Bearer {token}")

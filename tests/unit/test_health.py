@@ -20,7 +20,7 @@ class FakeDb:
 
 
 def _client(monkeypatch, *, db_up=True, store_up=True, mq_up=True):
-    from functions.upload import app as upload
+    from functions.upload import videos
 
     deps = bootstrap(
         load_settings({}),
@@ -28,8 +28,8 @@ def _client(monkeypatch, *, db_up=True, store_up=True, mq_up=True):
         store=InMemoryObjectStore(available=store_up),
         publisher=InMemoryPublisher(available=mq_up),
     )
-    monkeypatch.setattr(upload, "_deps", deps)
-    return Client(upload.app)
+    monkeypatch.setattr(videos.wiring, "shared", deps)
+    return Client(videos.app)
 
 
 def test_health_ok_when_every_dependency_answers(monkeypatch):

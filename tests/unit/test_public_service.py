@@ -267,15 +267,19 @@ def test_standard_headers_fill_in_without_overriding():
 
 def test_every_upload_function_response_carries_them(monkeypatch):
     from functions.upload import app as upload
+    from functions.upload import videos
     from tests.support.apigw import apigw_event
 
     w = world()
-    monkeypatch.setattr(upload, "_jobs", w.jobs_deps)
-    monkeypatch.setattr(upload, "_uploads", w.uploads_deps)
-    events = (apigw_event("GET", "/videos", caller=ALICE), apigw_event("GET", "/videos/{id}", path_id="nope"),
-              apigw_event("OPTIONS", "/uploads"), apigw_event("POST", "/videos", body=b"x" * (11 * 1024 * 1024)))
-    for event in events:
-        response = upload.handler(event, None)
+    for module in (upload, videos):
+        monkeypatch.setattr(module.wiring, "jobs", w.jobs_deps)
+        monkeypatch.setattr(module.wiring, "uploads", w.uploads_deps)
+    events = ((videos, apigw_event("GET", "/videos", caller=ALICE)),
+              (videos, apigw_event("GET", "/videos/{id}", path_id="nope")),
+              (upload, apigw_event("OPTIONS", "/uploads")),
+              (upload, apigw_event("POST", "/videos", body=b"x" * (11 * 1024 * 1024))))
+    for module, event in events:
+        response = module.handler(event, None)
         assert response["headers"]["X-Content-Type-Options"] == "nosniff", event["resource"]
         assert response["headers"]["Cache-Control"] == "no-store", event["resource"]
         json.dumps(response)

@@ -37,9 +37,9 @@ class Tus:
         jobs = service.JobsDeps(settings=self.settings, jobs=InMemoryJobRepository(), store=store,
                                 publisher=publisher, logger=upload.logger, probe=probe)
         self.deps = uploads.UploadsDeps(jobs=jobs, uploads=InMemoryUploadRepository())
-        monkeypatch.setattr(upload, "_deps", deps)
-        monkeypatch.setattr(upload, "_jobs", jobs)
-        monkeypatch.setattr(upload, "_uploads", self.deps)
+        monkeypatch.setattr(upload.wiring, "shared", deps)
+        monkeypatch.setattr(upload.wiring, "jobs", jobs)
+        monkeypatch.setattr(upload.wiring, "uploads", self.deps)
 
     def call(self, method: str, resource: str, *, body: bytes | None = None, headers: dict[str, str] | None = None,
              **kw: Any) -> Result:

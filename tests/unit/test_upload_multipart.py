@@ -8,15 +8,9 @@ import hashlib
 import pytest
 
 from tests.support.apigw import multipart_body
+from vid2mp3.bodies import clean_content_type, clean_filename, decoded_length, event_body_chunks
 from vid2mp3.errors import InvalidInput, PayloadTooLarge
-from vid2mp3.multipart import (
-    clean_content_type,
-    clean_filename,
-    decoded_length,
-    event_body_chunks,
-    parse_upload,
-    spooled_upload,
-)
+from vid2mp3.multipart import parse_upload, spooled_upload
 
 
 def test_file_and_fields_in_small_chunks(tmp_path):

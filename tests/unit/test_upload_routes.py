@@ -31,8 +31,9 @@ from vid2mp3.settings import load_settings
 class World:
     def __init__(self, monkeypatch, **settings: str) -> None:
         from functions.upload import app as upload
+        from functions.upload import videos
 
-        self.app = upload
+        self.app, self.videos = upload, videos
         self.settings = load_settings({"PUBLIC_BASE_URL": "http://api.test/v1", **settings})
         self.jobs = InMemoryJobRepository()
         self.store = InMemoryObjectStore()
@@ -40,16 +41,20 @@ class World:
         deps = bootstrap(self.settings, db=object(), store=self.store, publisher=self.publisher)  # type: ignore[arg-type]
         self.deps = service.JobsDeps(settings=self.settings, jobs=self.jobs, store=self.store,
                                      publisher=self.publisher, logger=upload.logger, probe=fake_probe)
-        monkeypatch.setattr(upload, "_deps", deps)
-        monkeypatch.setattr(upload, "_jobs", self.deps)
+        for module in (upload, videos):  # the upload function's and the videos function's
+            monkeypatch.setattr(module.wiring, "shared", deps)
+            monkeypatch.setattr(module.wiring, "jobs", self.deps)
         self.monkeypatch = monkeypatch
 
     def call(self, method: str, resource: str, **kw: Any) -> Result:
-        return Result(self.app.handler(apigw_event(method, resource, **kw), None))
+        """Through the function the template routes it to: POST /videos to upload, the rest to videos."""
+        module = self.app if (method, resource) == ("POST", "/videos") else self.videos
+        return Result(module.handler(apigw_event(method, resource, **kw), None))
 
     def use_exporter(self, exporter: InMemoryExporter) -> None:
         self.deps = dataclasses.replace(self.deps, exporter=exporter)
-        self.monkeypatch.setattr(self.app, "_jobs", self.deps)
+        for module in (self.app, self.videos):
+            self.monkeypatch.setattr(module.wiring, "jobs", self.deps)
 
     def upload(self, data: bytes | None = b"MEDIA" + b"x" * 100, caller: Identity = ALICE,
                fields: dict[str, str] | None = None, headers: dict[str, str] | None = None, **kw: Any) -> Result:

@@ -14,7 +14,8 @@ from vid2mp3.warmup import WARM_UP_EVENT, is_warm_up, warmable
 def test_the_http_functions_and_the_queue_consumers_get_pools():
     pools = warm_pools(load_template())
     # What a page (and a client uploading several files) sends at once, through the authorizer.
-    assert pools["UploadFunction"] == 16 and pools["AuthorizerFunction"] == 16
+    assert pools["VideosFunction"] == 16 and pools["AuthorizerFunction"] == 16
+    assert pools["UploadFunction"] >= 2
     assert pools["WebFunction"] >= 4 and pools["AuthFunction"] >= 1
     # Queue consumers: as many as the bridge invokes at once; the scheduled function none.
     assert pools["ConvertFunction"] == 2 and pools["NotifyFunction"] == 1

@@ -40,7 +40,6 @@ from vid2mp3.limits import DELETE_BUDGET_S
 from vid2mp3.media.binaries import find_ffprobe
 from vid2mp3.media.probe import MediaInfo, probe
 from vid2mp3.media.tracks import TrackChoice, parse_track_choice
-from vid2mp3.multipart import spooled_upload
 from vid2mp3.objectstore import MP3S_BUCKET, VIDEOS_BUCKET, ObjectStore
 from vid2mp3.queue import Publisher
 from vid2mp3.queue.topology import (
@@ -194,6 +193,8 @@ def upload_video(
     body_length: int | None = None,
 ) -> Job:
     """Store an uploaded video and queue its conversion; returns the new (queued) job."""
+    from vid2mp3.multipart import spooled_upload  # the multipart parser: only this route's cold start pays
+
     max_bytes = d.settings.max_upload_bytes
     if body_length is not None and body_length > max_bytes + BODY_OVERHEAD:
         raise PayloadTooLarge(f"The upload is larger than the limit of {max_bytes} bytes.")

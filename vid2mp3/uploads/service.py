@@ -28,6 +28,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from vid2mp3.auth.identity import Identity
+from vid2mp3.bodies import clean_content_type, clean_filename
 from vid2mp3.errors import (
     ChecksumMismatch,
     Conflict,
@@ -41,7 +42,6 @@ from vid2mp3.jobs import Job, service
 from vid2mp3.limits import DELETE_BUDGET_S, MAX_BODY_BYTES
 from vid2mp3.media.stored import Verdict, early_refusal, probe_stored
 from vid2mp3.media.tracks import parse_track_choice
-from vid2mp3.multipart import clean_content_type, clean_filename
 from vid2mp3.objectstore import CHUNK_SIZE, VIDEOS_BUCKET
 from vid2mp3.uploads import Upload, UploadRepository, tus
 
