@@ -21,14 +21,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import statistics
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,25 +32,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-PASSWORD = "bench password, long enough"
-MIB = 1024 * 1024
+from bench.client import MIB, make_user, request, say  # noqa: E402
+
 GOAL_BURST_RATIO = 2.0
 WARM_UP: list[str] = []  # what `make run`'s warm-up said
-
-
-def say(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
-def request(method: str, url: str, *, body: bytes | None = None, headers: dict[str, str] | None = None,
-            timeout: float = 300) -> tuple[int, dict[str, str], bytes]:
-    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, dict(resp.headers.items()), resp.read()
-    except urllib.error.HTTPError as err:
-        with err:
-            return err.code, dict(err.headers.items()), err.read()
 
 
 def fresh_stack(*, warm: bool) -> Any:
@@ -70,23 +51,6 @@ def fresh_stack(*, warm: bool) -> Any:
     local.start(say=lambda line: WARM_UP.append(line.strip()) if line.strip().startswith("warm:") else None)
     local.warmed.wait()
     return local
-
-
-def make_user(api: str) -> tuple[str, bytes]:
-    """A new user, through `/auth/*` only (the auth function's cold start is not what is measured);
-    returns the token and the login body."""
-    email = f"bench-{uuid.uuid4().hex[:12]}@example.com"
-    creds = json.dumps({"email": email, "password": PASSWORD}).encode()
-    # From an address of its own: registrations are limited per address and hour.
-    json_headers = {"Content-Type": "application/json", "Accept": "application/json",
-                    "X-Forwarded-For": ".".join(str(random.randrange(1, 250)) for _ in range(4))}
-    status, _, raw = request("POST", api + "/auth/register", body=creds, headers=json_headers)
-    if status != 201:
-        raise SystemExit(f"register failed: {status} {raw[:300]!r}")
-    status, _, raw = request("POST", api + "/auth/login", body=creds, headers=json_headers)
-    if status != 200:
-        raise SystemExit(f"login failed: {status} {raw[:300]!r}")
-    return str(json.loads(raw)["access_token"]), creds
 
 
 def timed(call: Callable[[], tuple[int, dict[str, str], bytes]]) -> tuple[float, int]:

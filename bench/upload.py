@@ -25,15 +25,12 @@ import argparse
 import contextlib
 import json
 import os
-import random
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -41,57 +38,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-STATE = ROOT / ".vid2mp3"
+from bench.client import MIB, STATE, local_stack, make_user, request, say  # noqa: E402
+
 LAYER = STATE / "build" / "layers" / "ffmpeg"
 WORKERS = STATE / "emulator" / "tmp-"  # + the emulator port
-PASSWORD = "bench password, long enough"
-MIB = 1024 * 1024
 PART = 4 * MIB
 GOAL_RATIO = 0.7
 GOAL_RSS_MIB = 150.0
 GOAL_FLAT = 0.10
-
-
-def say(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
-def request(method: str, url: str, *, body: bytes | None = None, headers: dict[str, str] | None = None,
-            timeout: float = 600) -> tuple[int, dict[str, str], bytes]:
-    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, dict(resp.headers.items()), resp.read()
-    except urllib.error.HTTPError as err:
-        with err:
-            return err.code, dict(err.headers.items()), err.read()
-
-
-def running_stack() -> dict[str, Any] | None:
-    runtime = STATE / "runtime.json"
-    if not runtime.exists():
-        return None
-    data: dict[str, Any] = json.loads(runtime.read_text())
-    try:
-        status, _, _ = request("GET", data["api_url"] + "/health", timeout=10)
-    except OSError:
-        return None
-    return data if status == 200 else None
-
-
-def make_user(api: str) -> str:
-    email = f"bench-{uuid.uuid4().hex[:12]}@example.com"
-    creds = json.dumps({"email": email, "password": PASSWORD}).encode()
-    # From an address of its own: registrations are limited per address and hour.
-    json_headers = {"Content-Type": "application/json", "Accept": "application/json",
-                    "X-Forwarded-For": ".".join(str(random.randrange(1, 250)) for _ in range(4))}
-    status, _, raw = request("POST", api + "/auth/register", body=creds, headers=json_headers)
-    if status != 201:
-        raise SystemExit(f"register failed: {status} {raw[:300]!r}")
-    status, _, raw = request("POST", api + "/auth/login", body=creds, headers=json_headers)
-    if status != 200:
-        raise SystemExit(f"login failed: {status} {raw[:300]!r}")
-    return str(json.loads(raw)["access_token"])
 
 
 def make_video(path: Path, size_mib: float) -> Path:
@@ -269,7 +223,7 @@ def bench(stack: dict[str, Any], sizes_mib: list[float], work: Path) -> dict[str
     api = stack["api_url"].rstrip("/")
     port = stack["endpoint"].rsplit(":", 1)[1]
     mongodb_uri = stack["parameters"]["MongodbUri"]
-    token = make_user(api)
+    token, _ = make_user(api)
     auth = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
     status, _, _ = request("GET", api + "/videos", headers=auth)  # a warm worker before measuring
     assert status == 200, status
@@ -318,24 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = [float(s) for s in args.sizes_mib.split(",")]
 
-    local = None
-    stack = running_stack()
-    if stack is None:
-        from infra import procs
-        from infra.aws import CREDENTIALS
-        from infra.local import LocalRun
-
-        os.environ.update(CREDENTIALS)
-        local = LocalRun(environ=dict(os.environ), port=procs.free_port())
-        say("starting the local stack ...")
-        api = local.start(say=say)
-        stack = {"api_url": api, "endpoint": local.emulator.endpoint, "parameters": local.parameters}
-    try:
-        with tempfile.TemporaryDirectory(prefix="vid2mp3-bench-") as work:
-            report = bench(stack, sizes, Path(work))
-    finally:
-        if local is not None:
-            local.stop()
+    with local_stack() as stack, tempfile.TemporaryDirectory(prefix="vid2mp3-bench-") as work:
+        report = bench(stack, sizes, Path(work))
     print(json.dumps(report, indent=2))
     return 0
 
