@@ -12,6 +12,7 @@ run: $(STAMP)  ## start the whole system locally (foreground; Ctrl-C stops it)
 	@$(PY) -m infra run
 
 test: $(STAMP) $(TUS_JS) lint  ## lint, types, then every test tier (unit, integration, e2e)
+	@infra/system/packages.sh
 	$(PY) -m pytest
 
 lint: $(STAMP)

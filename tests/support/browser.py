@@ -1,7 +1,8 @@
 """A real browser for the e2e tier: Debian's chromium, headless, driven by Playwright for Python.
 
 Playwright's own browser download is never used (`playwright install` fetches from outside the package
-registries): the browser is the system's chromium (`.ci/run` installs it), or the one CHROMIUM names.
+registries): the browser is the system's chromium (`make test` installs it: infra/system/packages.sh), or
+the one CHROMIUM names.
 A missing browser fails the test loudly.
 """
 
@@ -24,7 +25,7 @@ def chromium_path() -> str:
     given = os.environ.get("CHROMIUM")
     found = given or shutil.which("chromium") or shutil.which("chromium-browser")
     if not found or not Path(found).exists():
-        raise AssertionError("a real browser is required: install Debian's `chromium` (.ci/run does), or set "
+        raise AssertionError("a real browser is required: install Debian's `chromium` (make test does), or set "
                              "CHROMIUM to a Chromium or Chrome executable")
     return found
 

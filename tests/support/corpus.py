@@ -4,7 +4,7 @@ Not ffmpeg's muxers (the converter was always right on those) but Chromium's Med
 ``chromium``, headless, fake camera and microphone, driven by Playwright), GStreamer (``gst-launch-1.0``:
 fragmented mp4mux, qtmux, 3gppmux, avimux, mpegtsmux, flvmux) and mkvmerge (``mkvtoolnix``); ffmpeg only
 where a file is then edited by hand (an MP4 edit list, a Matroska header duration), as broken muxers do.
-``.ci/run`` installs the tools; a missing one fails the test that needs it, loudly.
+``make test`` installs the tools (infra/system/packages.sh); a missing one fails the test that needs it, loudly.
 
 Each file lasts a few seconds (160x120 video, test tones), is made once and kept under
 ``.vid2mp3/cache/corpus/<hash of its recipe>/``; changing a recipe makes it anew. Every Sample says what a
@@ -192,7 +192,8 @@ def ids(samples: Iterable[Sample]) -> list[str]:
 def tool(name: str) -> str:
     found = shutil.which(name)
     if found is None:
-        raise RuntimeError(f"{name} is not installed: `.ci/run` installs it (apt-get), or install it yourself")
+        raise RuntimeError(f"{name} is not installed: `make test` installs it (infra/system/packages.sh), "
+                           "or install it yourself")
     return found
 
 
@@ -250,7 +251,7 @@ def _record(mimes: dict[str, str], directory: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
-        raise RuntimeError(f"{CHROMIUM} is not installed: `.ci/run` installs Debian's chromium")
+        raise RuntimeError(f"{CHROMIUM} is not installed: `make test` installs Debian's chromium")
     page_file = directory / "record.html"  # a file: page is a secure context (getUserMedia needs one)
     page_file.write_text("<!doctype html><title>record</title>")
     script = """async ([mime, ms]) => {
