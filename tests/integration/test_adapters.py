@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import time
 
 import pika
 import pytest
@@ -219,3 +220,40 @@ def test_a_dead_letter_queue_can_be_consumed_like_a_work_queue(rabbitmq_url):
         ch.queue_delete(queue)
         ch.queue_delete(topology.dead_letter_queue(queue))
         conn.close()
+
+
+def test_gridfs_replace_chunk_touches_only_its_chunk(store):
+    from vid2mp3.objectstore import CHUNK_SIZE
+
+    data = bytearray(os.urandom(3 * CHUNK_SIZE + 99))
+    store.write_chunks("mp3s", "early-1", 0, bytes(data))
+    data[CHUNK_SIZE:2 * CHUNK_SIZE] = os.urandom(CHUNK_SIZE)
+    store.replace_chunk("mp3s", "early-1", 1, bytes(data[CHUNK_SIZE:2 * CHUNK_SIZE]))
+    store.replace_chunk("mp3s", "early-1", 3, bytes(data[3 * CHUNK_SIZE:]))  # the same again: no duplicate
+    store.seal("mp3s", "early-1", len(data), filename="a.mp3", metadata={})
+    assert b"".join(store.read("mp3s", "early-1")) == bytes(data)
+    store.delete("mp3s", "early-1")
+
+
+def test_gridfs_mp3_sent_while_written_is_the_finished_file(store, tmp_path):
+    """vid2mp3.convert.early against GridFS: chunks sent while the file grows, the start rewritten."""
+    from vid2mp3.convert.early import EarlyMp3
+    from vid2mp3.objectstore import CHUNK_SIZE
+
+    path, data = tmp_path / "audio.mp3", bytearray(os.urandom(6 * CHUNK_SIZE + 5))
+    with EarlyMp3(store, "mp3s", "early-2", path, poll_s=0.01) as early:
+        with open(path, "ab") as f:
+            for at in range(0, len(data), 64 * 1024):
+                f.write(data[at:at + 64 * 1024])
+                f.flush()
+                time.sleep(0.01)
+        deadline = time.monotonic() + 10
+        while 5 not in early.sent:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert store.stat("mp3s", "early-2") is None
+    data[0:100] = b"\x00" * 100
+    path.write_bytes(bytes(data))
+    early.finish(filename="a.mp3", metadata={"job_id": "j"})
+    assert b"".join(store.read("mp3s", "early-2")) == bytes(data)
+    store.delete("mp3s", "early-2")

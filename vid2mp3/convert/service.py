@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from vid2mp3.convert import failures
+from vid2mp3.convert.early import EarlyMp3
 from vid2mp3.convert.events import ConversionRequest, Delivery, InvalidMessage, parse_request
 from vid2mp3.convert.failures import Transient
 from vid2mp3.convert.lock import JobLock
@@ -119,6 +120,8 @@ class Converter:
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     progress_interval_s: float = 1.0
+    # job id -> the MP3 its verified ffmpeg run already sent in part, until _store completes it
+    _early: dict[str, EarlyMp3] = field(default_factory=dict, init=False, repr=False)
 
     # --- entry point ---------------------------------------------------------------------------------
 
@@ -194,6 +197,14 @@ class Converter:
         return info
 
     def _produce(self, job: Job, deadline: float | None) -> Mp3Info:
+        try:
+            return self._produce_in_workspace(job, deadline)
+        finally:
+            left = self._early.pop(job.id, None)  # a verified run whose MP3 was never stored
+            if left is not None:
+                left.discard()
+
+    def _produce_in_workspace(self, job: Job, deadline: float | None) -> Mp3Info:
         with job_workspace(self.work_root, job.id) as workdir:
             output = workdir / "audio.mp3"
             choice = self._choose_input(job)
@@ -292,6 +303,7 @@ class Converter:
                 stdin = stack.enter_context(Prefetch(stream.open())).chunks()
             elif stream is not None:  # ffmpeg is: read the store ahead, out of the encoder's way
                 stdin = stack.enter_context(ReadAhead(stream.open(), output.with_name("input.ahead"))).chunks()
+            early = stack.enter_context(EarlyMp3(self.store, MP3S_BUCKET, mp3_object_id(job.id), output))
             reporter = stack.enter_context(ProgressReporter(
                 write_progress, plan.expected_duration_s, interval_s=self.progress_interval_s,
                 on_error=progress_failed))
@@ -302,22 +314,37 @@ class Converter:
                 "job_id": job.id, "returncode": result.returncode, "timed_out": result.timed_out,
                 "elapsed_s": round(result.elapsed_s, 2), "input": str(choice.mode),
                 "stderr": result.stderr[-2000:]})
-        _check_store_bound(result)
-        classify_run(result, timeout_was_ours=ours)
-        # A copied stream may hold damaged frames: decode them. What libmp3lame wrote: count them.
-        facts = check_output(measure_mp3(output, ffprobe=self.ffprobe, decode=plan.copy), plan.expected_duration_s)
+        try:
+            _check_store_bound(result)
+            classify_run(result, timeout_was_ours=ours)
+            # A copied stream may hold damaged frames: decode them. What libmp3lame wrote: count them.
+            facts = check_output(measure_mp3(output, ffprobe=self.ffprobe, decode=plan.copy),
+                                 plan.expected_duration_s)
+        except BaseException:
+            early.discard()
+            raise
+        self._early[job.id] = early
         self.logger.info("converted", extra={"job_id": job.id, "elapsed_s": round(result.elapsed_s, 2),
                                              "duration_s": round(facts.duration_s, 3), "input": str(choice.mode),
                                              "input_wait_s": round(result.input_wait_s, 2)})
         return facts
 
     def _store(self, job: Job, output: Path, mp3: Mp3Info) -> Mp3Info:
-        """Stream the verified MP3 into the `mp3s` bucket (files document last, aborted on error)."""
+        """The verified MP3 into the `mp3s` bucket, files document last: what ffmpeg's run already sent
+        (EarlyMp3) is completed, else the whole file is streamed (aborted on error)."""
+        metadata = {"job_id": job.id, "content_type": "audio/mpeg", "duration_s": mp3.duration_s,
+                    "bitrate": mp3.bitrate, "video_id": job.video_id}
+        early = self._early.pop(job.id, None)
+        if early is not None:
+            try:
+                stored = early.finish(filename=_mp3_filename(job.filename), metadata=metadata)
+            except BaseException:
+                early.discard()
+                raise
+            return Mp3Info(stored.id, stored.length, mp3.duration_s, mp3.bitrate)
         # Chunks without a files document under this id are what an upload killed midway left; we
         # hold the job's lock and saw no files document, so nobody else is writing them.
         self.store.delete(MP3S_BUCKET, mp3.object_id)
-        metadata = {"job_id": job.id, "content_type": "audio/mpeg", "duration_s": mp3.duration_s,
-                    "bitrate": mp3.bitrate, "video_id": job.video_id}
         try:
             with open(output, "rb") as source:
                 stored = self.store.put(MP3S_BUCKET, mp3.object_id, source, filename=_mp3_filename(job.filename),
@@ -335,8 +362,9 @@ class Converter:
             self.logger.info("job done", extra={"job_id": job.id, "mp3_size": mp3.size,
                                                 "duration_s": round(mp3.duration_s, 3)})
             self.metrics.done()
-            self._remove_source(job)
+            # The email and the webhook first: removing a large video takes seconds (bench/e2e.py).
             self._publish_finished(self.jobs.get(job.id) or replace(job, status="done", mp3=mp3))
+            self._remove_source(job)
             return Outcome.DONE
         current = self.jobs.get(job.id)
         if current is None or current.status != "done":  # deleted (or failed) meanwhile: no MP3 may stay

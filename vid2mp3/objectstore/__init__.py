@@ -35,6 +35,10 @@ class ObjectStore(Protocol):
         at a time: every chunk CHUNK_SIZE bytes but the object's last. Chunks from `first` on that an
         earlier, unfinished attempt left are replaced. The object is invisible until `seal`."""
 
+    def replace_chunk(self, bucket: str, object_id: str, n: int, data: bytes) -> None:
+        """Store `data` as chunk `n` of an object being written, whether or not it was written before;
+        no other chunk is touched."""
+
     def seal(self, bucket: str, object_id: str, length: int, *, filename: str, metadata: Mapping[str, Any]
              ) -> StoredObject:
         """Make the object whose `length` bytes were written with `write_chunks` visible, whole.

@@ -153,6 +153,14 @@ class GridFSStore:
         except pymongo.errors.PyMongoError as exc:
             raise DependencyUnavailable(UNAVAILABLE) from exc
 
+    def replace_chunk(self, bucket: str, object_id: str, n: int, data: bytes) -> None:
+        try:
+            self._ensure_indexes(bucket)
+            self._chunks(bucket).replace_one({"files_id": object_id, "n": n},
+                                             {"files_id": object_id, "n": n, "data": bytes(data)}, upsert=True)
+        except pymongo.errors.PyMongoError as exc:
+            raise DependencyUnavailable(UNAVAILABLE) from exc
+
     def seal(self, bucket: str, object_id: str, length: int, *, filename: str, metadata: Mapping[str, Any]
              ) -> StoredObject:
         doc = {"_id": object_id, "length": Int64(length), "chunkSize": CHUNK_SIZE,

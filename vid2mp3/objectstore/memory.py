@@ -40,6 +40,10 @@ class InMemoryObjectStore:
         for at in range(0, len(data), CHUNK_SIZE):
             written[first + at // CHUNK_SIZE] = bytes(data[at:at + CHUNK_SIZE])
 
+    def replace_chunk(self, bucket: str, object_id: str, n: int, data: bytes) -> None:
+        self._check()
+        self.chunks.setdefault((bucket, object_id), {})[n] = bytes(data)
+
     def seal(self, bucket: str, object_id: str, length: int, *, filename: str, metadata: Mapping[str, Any]
              ) -> StoredObject:
         self._check()
