@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The real tus-js-client, run under Node by the e2e tier (pinned in its package-lock.json).
 TUS_JS := tests/support/tus/node_modules/.installed
 
-.PHONY: run test lint deploy build invoke events k8s bench clean
+.PHONY: run test lint deploy build invoke events k8s clean
 
 run: $(STAMP)  ## start the whole system locally (foreground; Ctrl-C stops it)
 	@$(PY) -m infra run
@@ -35,6 +35,12 @@ invoke: $(STAMP)
 k8s: $(STAMP)  ## regenerate deploy/k8s/base/functions.generated.yaml from the template, then validate
 	@$(PY) -m infra.k8s
 	@$(PY) -m infra.k8s --check
+
+# A benchmark, from a fresh clone: make bench-e2e, bench-load, bench-convert, bench-upload, bench-probe ...
+# (bench/<name>.py; ARGS="..." passes its options). Each prints its goals beside the measured ratios.
+bench-%: $(STAMP)
+	@test -f bench/$*.py || { echo "no benchmark bench/$*.py" >&2; exit 2; }
+	$(PY) bench/$*.py $(ARGS)
 
 events: $(STAMP)  ## write a sample event of every function to events/ (python -m infra generate-event)
 	@$(PY) -m infra generate-event --out events
