@@ -200,7 +200,7 @@ class Converter:
         try:
             return self._produce_in_workspace(job, deadline)
         finally:
-            left = self._early.pop(job.id, None)  # a verified run whose MP3 was never stored
+            left = self._early.pop(job.id, None)  # a run that failed, or whose MP3 was not stored whole
             if left is not None:
                 left.discard()
 
@@ -232,7 +232,7 @@ class Converter:
             plan, facts = converted
             size = output.stat().st_size
             bitrate = plan.bitrate or kbps_label(size * 8 / facts.duration_s)
-            return self._store(job, output, Mp3Info(mp3_object_id(job.id), size, facts.duration_s, bitrate))
+            return self._store(job, Mp3Info(mp3_object_id(job.id), size, facts.duration_s, bitrate))
 
     def _choose_input(self, job: Job) -> InputChoice:
         try:
@@ -303,7 +303,10 @@ class Converter:
                 stdin = stack.enter_context(Prefetch(stream.open())).chunks()
             elif stream is not None:  # ffmpeg is: read the store ahead, out of the encoder's way
                 stdin = stack.enter_context(ReadAhead(stream.open(), output.with_name("input.ahead"))).chunks()
-            early = stack.enter_context(EarlyMp3(self.store, MP3S_BUCKET, mp3_object_id(job.id), output))
+            # Until _store completes it; a run that fails is discarded by _produce, or replaced (and its
+            # chunks removed) by the spooled run after it.
+            self._early[job.id] = stack.enter_context(
+                EarlyMp3(self.store, MP3S_BUCKET, mp3_object_id(job.id), output))
             reporter = stack.enter_context(ProgressReporter(
                 write_progress, plan.expected_duration_s, interval_s=self.progress_interval_s,
                 on_error=progress_failed))
@@ -314,47 +317,22 @@ class Converter:
                 "job_id": job.id, "returncode": result.returncode, "timed_out": result.timed_out,
                 "elapsed_s": round(result.elapsed_s, 2), "input": str(choice.mode),
                 "stderr": result.stderr[-2000:]})
-        try:
-            _check_store_bound(result)
-            classify_run(result, timeout_was_ours=ours)
-            # A copied stream may hold damaged frames: decode them. What libmp3lame wrote: count them.
-            facts = check_output(measure_mp3(output, ffprobe=self.ffprobe, decode=plan.copy),
-                                 plan.expected_duration_s)
-        except BaseException:
-            early.discard()
-            raise
-        self._early[job.id] = early
+        _check_store_bound(result)
+        classify_run(result, timeout_was_ours=ours)
+        # A copied stream may hold damaged frames: decode them. What libmp3lame wrote: count them.
+        facts = check_output(measure_mp3(output, ffprobe=self.ffprobe, decode=plan.copy), plan.expected_duration_s)
         self.logger.info("converted", extra={"job_id": job.id, "elapsed_s": round(result.elapsed_s, 2),
                                              "duration_s": round(facts.duration_s, 3), "input": str(choice.mode),
                                              "input_wait_s": round(result.input_wait_s, 2)})
         return facts
 
-    def _store(self, job: Job, output: Path, mp3: Mp3Info) -> Mp3Info:
-        """The verified MP3 into the `mp3s` bucket, files document last: what ffmpeg's run already sent
-        (EarlyMp3) is completed, else the whole file is streamed (aborted on error)."""
+    def _store(self, job: Job, mp3: Mp3Info) -> Mp3Info:
+        """Complete in the `mp3s` bucket the verified MP3 its ffmpeg run already sent in part (EarlyMp3):
+        the rest of its chunks, then the files document. Should this fail, _produce discards it all."""
         metadata = {"job_id": job.id, "content_type": "audio/mpeg", "duration_s": mp3.duration_s,
                     "bitrate": mp3.bitrate, "video_id": job.video_id}
-        early = self._early.pop(job.id, None)
-        if early is not None:
-            try:
-                stored = early.finish(filename=_mp3_filename(job.filename), metadata=metadata)
-            except BaseException:
-                early.discard()
-                raise
-            return Mp3Info(stored.id, stored.length, mp3.duration_s, mp3.bitrate)
-        # Chunks without a files document under this id are what an upload killed midway left; we
-        # hold the job's lock and saw no files document, so nobody else is writing them.
-        self.store.delete(MP3S_BUCKET, mp3.object_id)
-        try:
-            with open(output, "rb") as source:
-                stored = self.store.put(MP3S_BUCKET, mp3.object_id, source, filename=_mp3_filename(job.filename),
-                                        metadata=metadata)
-        except FileExistsError:
-            # Cannot happen under the lock; should it, the stored MP3 is as good as ours.
-            existing = self._committed_mp3(job)
-            if existing is None:
-                raise Transient("an MP3 for this job appeared while storing ours") from None
-            return existing
+        stored = self._early[job.id].finish(filename=_mp3_filename(job.filename), metadata=metadata)
+        del self._early[job.id]
         return Mp3Info(stored.id, stored.length, mp3.duration_s, mp3.bitrate)
 
     def _finish(self, job: Job, mp3: Mp3Info) -> Outcome:
