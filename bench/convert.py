@@ -86,10 +86,20 @@ def generate(ffmpeg: str, out: Path, *args: str) -> Path:
     return out
 
 
+# 720p test picture and a stereo tone: the bench files' sources (bench/e2e.py makes one more from them)
+SOURCE_720P = ["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30",
+               "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000,aformat=channel_layouts=stereo"]
+
+
+def bare_argv(ffmpeg: str, source: Path, out: Path) -> list[str]:
+    """What the job does, with nothing around it: the baseline every ratio is taken against."""
+    return [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", str(source),
+            "-vn", "-c:a", "libmp3lame", "-b:a", "192k", str(out)]
+
+
 def media(ffmpeg: str) -> dict[str, Path]:
     d = BENCH_DIR / "media"
-    src = ["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30",
-           "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000,aformat=channel_layouts=stereo"]
+    src = SOURCE_720P
     # ~7.5 Mbit/s constant, like a phone's 720p: a 10-minute file is ~570 MB (the brief's size)
     h264 = ["-c:v", "libx264", "-preset", "ultrafast", "-b:v", "7500k", "-maxrate", "7500k", "-bufsize", "15M",
             "-x264-params", "nal-hrd=cbr", "-pix_fmt", "yuv420p"]
@@ -314,8 +324,7 @@ def worker(config: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
 def bare_ffmpeg(ffmpeg: str, source: Path, out: Path) -> dict[str, float]:
     t0 = time.perf_counter()
     with PeakSampler() as sampler:
-        proc = subprocess.Popen([ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", str(source),
-                                 "-vn", "-c:a", "libmp3lame", "-b:a", "192k", str(out)])
+        proc = subprocess.Popen(bare_argv(ffmpeg, source, out))
         _pid, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -328,9 +337,7 @@ def bare_ffmpeg(ffmpeg: str, source: Path, out: Path) -> dict[str, float]:
 def bare_concurrent_x(ffmpeg: str, source: Path, audio_s: float, n: int = 2) -> float:
     """n bare ffmpeg runs at once: the aggregate realtime factor this machine allows."""
     t0 = time.perf_counter()
-    procs = [subprocess.Popen([ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", str(source),
-                               "-vn", "-c:a", "libmp3lame", "-b:a", "192k", str(BENCH_DIR / f"bare-{i}.mp3")])
-             for i in range(n)]
+    procs = [subprocess.Popen(bare_argv(ffmpeg, source, BENCH_DIR / f"bare-{i}.mp3")) for i in range(n)]
     if any(p.wait() != 0 for p in procs):
         raise RuntimeError(f"bare ffmpeg failed on {source}")
     wall = time.perf_counter() - t0

@@ -29,7 +29,6 @@ import argparse
 import json
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.client import MIB, function_log, local_stack, make_user, request, say  # noqa: E402
-from bench.convert import BENCH_DIR, binaries, generate, media  # noqa: E402
+from bench.convert import BENCH_DIR, SOURCE_720P, bare_ffmpeg, binaries, generate, media  # noqa: E402
 
 PART = 4 * MIB
 POLL_S = 0.05
@@ -51,23 +50,16 @@ GOAL_UPLOAD = 1.25
 
 def files(ffmpeg: str, wanted: list[str]) -> dict[str, Path]:
     made = media(ffmpeg)
-    small = generate(ffmpeg, BENCH_DIR / "media" / "720p-1min-300k.mp4",
-                     "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30",
-                     "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000,aformat=channel_layouts=stereo",
-                     "-t", "60", "-c:v", "libx264", "-preset", "ultrafast", "-b:v", "300k", "-pix_fmt", "yuv420p",
+    small = generate(ffmpeg, BENCH_DIR / "media" / "720p-1min-300k.mp4", *SOURCE_720P, "-t", "60",
+                     "-c:v", "libx264", "-preset", "ultrafast", "-b:v", "300k", "-pix_fmt", "yuv420p",
                      "-c:a", "aac", "-b:a", "128k")
     return {"1min-small": small, **{name: made[name] for name in wanted}}
 
 
 def bare_ffmpeg_s(ffmpeg: str, source: Path, repeat: int) -> float:
-    runs = []
     with tempfile.TemporaryDirectory(prefix="vid2mp3-bench-") as work:
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            subprocess.run([ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", str(source),
-                            "-vn", "-c:a", "libmp3lame", "-b:a", "192k", str(Path(work) / "out.mp3")], check=True)
-            runs.append(time.perf_counter() - t0)
-    return statistics.median(runs)
+        return statistics.median(bare_ffmpeg(ffmpeg, source, Path(work) / "out.mp3")["wall_s"]
+                                 for _ in range(repeat))
 
 
 # --- one job, as a client runs it ------------------------------------------------------------------
