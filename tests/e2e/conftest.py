@@ -6,23 +6,20 @@ run command does (on a free emulator port) and stops it afterwards.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
 from infra import procs
 from infra.local import STATE_DIR, LocalRun
-from tests.conftest import PG_ADMIN_URL
+from tests.conftest import fresh_database
 
 
 @dataclass(frozen=True)
@@ -87,26 +84,9 @@ def stack() -> Iterator[Stack]:
     if running is not None:
         yield running
         return
-    with fresh_database() as database_url:
+    # what one run leaves (accounts per address and hour, tombstones, rate records) never meets the next
+    with fresh_database("vid2mp3_e2e") as database_url:
         yield from _own_stack(database_url)
-
-
-@contextlib.contextmanager
-def fresh_database() -> Iterator[str]:
-    """A new PostgreSQL database for the tier's own stack, dropped afterwards: what one run leaves (accounts
-    per address and hour, tombstones, rate records) never meets the next."""
-    name = f"vid2mp3_e2e_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is required at {PG_ADMIN_URL}: {exc}")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _own_stack(database_url: str) -> Iterator[Stack]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.api import Api, Reply, new_email
+from tests.support.api import Account, Api
 from tests.support.apigw import multipart_body
 from vid2mp3.media.binaries import LAYERS_DIRS_ENV, find_ffmpeg, find_ffprobe
 
@@ -66,18 +65,8 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return found
 
 
-class User:
-    def __init__(self, api: Api) -> None:
-        self.api = api
-        email = new_email()
-        reply = api.register(email)
-        assert reply.status == 201, reply.raw
-        reply = api.login(email)
-        assert reply.status == 200, reply.raw
-        self.token = str(reply.body["access_token"])
-
-    def call(self, method: str, path: str, **kw: Any) -> Reply:
-        return self.api.request(method, path, token=self.token, **kw)
+class User(Account):
+    finish_timeout_s = CONVERT_TIMEOUT_S
 
     def upload(self, path: Path, **fields: str) -> dict[str, Any]:
         body, ctype = multipart_body(path.read_bytes(), filename=path.name, fields=fields or None)
@@ -85,18 +74,6 @@ class User:
         assert reply.status == 202, reply.raw
         assert reply.body["status"] == "queued"
         return dict(reply.body)
-
-    def wait_finished(self, job_id: str) -> dict[str, Any]:
-        deadline = time.monotonic() + CONVERT_TIMEOUT_S
-        seen = []
-        while True:
-            reply = self.call("GET", f"/videos/{job_id}")
-            assert reply.status == 200, reply.raw
-            seen.append(reply.body["status"])
-            if reply.body["status"] in ("done", "failed"):
-                return dict(reply.body)
-            assert time.monotonic() < deadline, f"job {job_id} still {reply.body['status']} (seen {seen[-5:]})"
-            time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ import pymongo
 import pytest
 
 from tests.e2e.conftest import Stack
-from tests.support.api import Api, Reply, new_email
+from tests.support.api import Account, Api, Reply, new_email
 from tests.support.apigw import multipart_body
 from tests.support.media import generate_media, large_video
 from tests.support.receiver import receiver
@@ -38,17 +38,8 @@ DONE_TIMEOUT_S = 120.0
 NEW_PASSWORD = "another horse battery staple"
 
 
-class User:
-    def __init__(self, api: Api) -> None:
-        self.api = api
-        self.email = new_email()
-        reply = api.register(self.email)
-        assert reply.status == 201, reply.raw
-        self.id = str(reply.body["id"])
-        self.token = str(api.login(self.email).body["access_token"])
-
-    def call(self, method: str, path: str, **kw: Any) -> Reply:
-        return self.api.request(method, path, token=self.token, **kw)
+class User(Account):
+    finish_timeout_s = DONE_TIMEOUT_S
 
     def upload(self, path: Path, **fields: str) -> Reply:
         body, ctype = multipart_body(path.read_bytes(), filename=path.name, fields=fields or None)
@@ -58,15 +49,6 @@ class User:
         pairs = {"filename": "big.mkv", **metadata}
         encoded = ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in pairs.items())
         return self.call("POST", "/uploads", headers={**TUS, "Upload-Length": str(length), "Upload-Metadata": encoded})
-
-    def wait_finished(self, job_id: str) -> dict[str, Any]:
-        deadline = time.monotonic() + DONE_TIMEOUT_S
-        while True:
-            job = self.call("GET", f"/videos/{job_id}").body
-            if job["status"] in ("done", "failed"):
-                return dict(job)
-            assert time.monotonic() < deadline, job
-            time.sleep(0.5)
 
     def usage(self) -> dict[str, Any]:
         reply = self.call("GET", "/auth/me")

@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -25,7 +24,7 @@ import pymongo
 import pytest
 
 from tests.e2e.conftest import Stack
-from tests.support.api import TRAFFIC, Api, Reply, new_email
+from tests.support.api import TRAFFIC, Account, Api, Reply
 from tests.support.apigw import multipart_body
 from tests.support.media import large_video, layer_binaries
 
@@ -40,24 +39,11 @@ CONVERT_TIMEOUT_S = 240.0
 TUS = {"Tus-Resumable": "1.0.0"}
 
 
-class User:
-    def __init__(self, api: Api) -> None:
-        self.api = api
-        email = new_email()
-        assert api.register(email).status == 201
-        self.token = str(api.login(email).body["access_token"])
-
-    def call(self, method: str, path: str, **kw: Any) -> Reply:
-        return self.api.request(method, path, token=self.token, **kw)
+class User(Account):
+    finish_timeout_s = CONVERT_TIMEOUT_S
 
     def wait_done(self, job_url: str) -> dict[str, Any]:
-        path = job_url.removeprefix(self.api.base_url)
-        deadline = time.monotonic() + CONVERT_TIMEOUT_S
-        while True:
-            job = self.call("GET", path).body
-            if job["status"] in ("done", "failed") or time.monotonic() > deadline:
-                return dict(job)
-            time.sleep(1)
+        return self.wait_finished(job_url.rsplit("/", 1)[-1])
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ import psycopg
 import pymongo
 import pytest
 
-from tests.support.api import Api, Reply, new_email
+from tests.support.api import Account, Api, Reply
 from tests.support.apigw import multipart_body
 from tests.support.media import generate_media, layer_binaries
 from vid2mp3.db.postgres import Postgres
@@ -40,20 +40,7 @@ pytestmark = pytest.mark.e2e
 MONGODB_DATABASE = "vid2mp3"  # the settings' default; the template sets no MONGODB_DATABASE
 
 
-class User:
-    def __init__(self, api: Api) -> None:
-        self.api = api
-        self.email = new_email()
-        reply = api.register(self.email)
-        assert reply.status == 201, reply.raw
-        self.id = str(reply.body["id"])
-        reply = api.login(self.email)
-        assert reply.status == 200, reply.raw
-        self.token = str(reply.body["access_token"])
-
-    def call(self, method: str, path: str, **kw: Any) -> Reply:
-        return self.api.request(method, path, token=self.token, **kw)
-
+class User(Account):
     def upload(self, data: bytes | None, filename: str = "clip.mp4", fields: dict[str, str] | None = None) -> Reply:
         body, ctype = multipart_body(data, filename=filename, fields=fields)
         return self.call("POST", "/videos", raw=body, headers={"Content-Type": ctype})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -108,3 +109,36 @@ class Api:
 
 def new_email() -> str:
     return f"e2e-{uuid.uuid4().hex[:16]}@example.com"
+
+
+class Account:
+    """A new user of the API, registered and logged in from the Api's own address; `call` sends their
+    token. Test modules add what they do with it."""
+
+    finish_timeout_s = 180.0  # how long wait_finished waits for a conversion
+
+    def __init__(self, api: Api) -> None:
+        self.api = api
+        self.email = new_email()
+        reply = api.register(self.email)
+        assert reply.status == 201, reply.raw
+        self.id = str(reply.body["id"])
+        reply = api.login(self.email)
+        assert reply.status == 200, reply.raw
+        self.token = str(reply.body["access_token"])
+
+    def call(self, method: str, path: str, **kw: Any) -> Reply:
+        return self.api.request(method, path, token=self.token, **kw)
+
+    def wait_finished(self, job_id: str) -> dict[str, Any]:
+        """The job once it is done or failed (polled every half second)."""
+        deadline = time.monotonic() + self.finish_timeout_s
+        seen = []
+        while True:
+            reply = self.call("GET", f"/videos/{job_id}")
+            assert reply.status == 200, reply.raw
+            seen.append(reply.body["status"])
+            if reply.body["status"] in ("done", "failed"):
+                return dict(reply.body)
+            assert time.monotonic() < deadline, f"job {job_id} still {reply.body['status']} (seen {seen[-5:]})"
+            time.sleep(0.5)
