@@ -99,6 +99,7 @@ class LocalRun:
         self.api_url = ""
         self.parameters: dict[str, str] = {}
         self.warmed = threading.Event()  # the warm pools are there
+        self._stopping = False
 
     def start(self, say: Any = print, *, warm_in_background: bool = False) -> str:
         """Start everything; the warm pools (infra/warmup.py) are started before this returns, or, with
@@ -160,7 +161,8 @@ class LocalRun:
         try:
             self.warm_up(say)
         except Exception as exc:  # the stack works without warm pools, only its first requests are slower
-            say(f"  warm-up incomplete ({exc}); first requests start their own environments")
+            if not self._stopping:  # stopping ends the warm-up's workers too: nothing to report
+                say(f"  warm-up incomplete ({exc}); first requests start their own environments")
         finally:
             self.warmed.set()
 
@@ -210,6 +212,7 @@ class LocalRun:
         (self.state_dir / "api-url").write_text(self.api_url + "\n")
 
     def stop(self) -> None:
+        self._stopping = True
         if self.bridge is not None:
             self.bridge.stop()
             self.bridge = None
